@@ -1,0 +1,1 @@
+//! Display of the syntax tree as canonical text. (stub)
