@@ -1,1 +1,93 @@
-fn main() {}
+//! `mqlite`: the command-line shell of the mqlite message-queue database.
+
+mod dot;
+mod render;
+mod repl;
+mod shell;
+
+use std::io::{self, IsTerminal, Read};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use mqlite::Database;
+
+use crate::render::{Mode, RenderOptions};
+use crate::shell::{Shell, ShellError};
+
+/// Run statements against an mqlite database, or open an interactive shell.
+#[derive(Debug, Parser)]
+#[command(name = "mqlite", version)]
+struct Cli {
+    /// The database file; created if missing (unless --readonly).
+    database: PathBuf,
+    /// Statements to run, separated by `;`. Without them, standard input is
+    /// run, or the interactive shell starts when it is a terminal.
+    statements: Option<String>,
+    /// Output format [default: table on a terminal, jsonl otherwise].
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Same as --mode jsonl.
+    #[arg(long, conflicts_with = "mode")]
+    json: bool,
+    /// Open without writing; never create the file.
+    #[arg(long)]
+    readonly: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mode = match (cli.json, cli.mode) {
+        (true, _) => Mode::Jsonl,
+        (false, Some(mode)) => mode,
+        (false, None) if io::stdout().is_terminal() => Mode::Table,
+        (false, None) => Mode::Jsonl,
+    };
+    let db = Database::builder(&cli.database)
+        .read_only(cli.readonly)
+        .open()
+        .with_context(|| format!("cannot open {}", cli.database.display()))?;
+    let mut shell = Shell::new(db, RenderOptions::new(mode));
+
+    let source = match cli.statements {
+        Some(statements) => statements,
+        None if io::stdin().is_terminal() => {
+            repl::run(&mut shell, &cli.database)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        None => {
+            let mut text = String::new();
+            io::stdin()
+                .read_to_string(&mut text)
+                .context("cannot read standard input")?;
+            text
+        }
+    };
+    if let Err(e) = shell.handle_ctrl_c(false) {
+        eprintln!("warning: Ctrl-C will not stop running statements: {e}");
+    }
+    Ok(match shell.run_script(&source) {
+        Ok(_) => ExitCode::SUCCESS,
+        // Whoever closed the pipe has what they wanted.
+        Err(ShellError::BrokenPipe) => ExitCode::SUCCESS,
+        Err(ShellError::Interrupted) => {
+            eprintln!("{}", ShellError::Interrupted);
+            ExitCode::from(130)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    })
+}

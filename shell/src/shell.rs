@@ -1,0 +1,241 @@
+//! Running statements and scripts: what the command line, stdin, `.read`
+//! and the REPL have in common.
+
+use std::fmt;
+use std::io::{self, BufWriter, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use mqlite::lang::ast::Statement;
+use mqlite::lang::{ParseError, is_complete, parse_script};
+use mqlite::{Database, Session};
+
+use crate::dot;
+use crate::render::{self, Batch, RenderOptions};
+
+/// Why a script or statement stopped.
+#[derive(Debug)]
+pub enum ShellError {
+    /// The text did not parse; holds the rendered error with its caret.
+    Syntax(String),
+    /// The engine refused a statement.
+    Engine(mqlite::Error),
+    /// A dot-command was wrong.
+    Command(String),
+    /// Standard output is closed (e.g. `mqlite db "..." | head -1`).
+    BrokenPipe,
+    /// Ctrl-C stopped a statement; the rest of the script is not run.
+    Interrupted,
+}
+
+impl fmt::Display for ShellError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShellError::Syntax(rendered) => f.write_str(rendered.trim_end()),
+            ShellError::Engine(e) => write!(f, "Error: {e}"),
+            ShellError::Command(msg) => write!(f, "Error: {msg}"),
+            ShellError::BrokenPipe => f.write_str("Error: standard output is closed"),
+            ShellError::Interrupted => f.write_str("Interrupted"),
+        }
+    }
+}
+
+/// Whether to keep going after a dot-command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Read the next statement.
+    Continue,
+    /// `.quit` / `.exit` was given.
+    Quit,
+}
+
+/// The open database and the settings the dot-commands change.
+pub struct Shell {
+    /// The open database (the REPL completes names from it).
+    pub db: Database,
+    session: Session,
+    /// How results are printed (`.mode`).
+    pub render: RenderOptions,
+    /// Print `Run Time: ...` after each statement (`.timer`).
+    pub timer: bool,
+    /// How many `.read` files are open inside each other.
+    pub read_depth: usize,
+    /// True while a statement runs, so Ctrl-C knows whether to interrupt it.
+    running: Arc<AtomicBool>,
+}
+
+impl Shell {
+    /// A shell on `db` printing with `render`.
+    pub fn new(db: Database, render: RenderOptions) -> Shell {
+        let session = db.session();
+        Shell {
+            db,
+            session,
+            render,
+            timer: false,
+            read_depth: 0,
+            running: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Makes Ctrl-C stop the running statement (TAIL, CONSUME ... WAIT).
+    ///
+    /// A second Ctrl-C while the same statement still runs ends the process
+    /// (exit 130), for statements that do not watch the flag. With nothing
+    /// running, `interactive` decides: the REPL ignores the signal (rustyline
+    /// reads Ctrl-C as a key at the prompt), a script run ends.
+    pub fn handle_ctrl_c(&self, interactive: bool) -> Result<(), ctrlc::Error> {
+        let flag = self.session.interrupt_flag();
+        let running = Arc::clone(&self.running);
+        ctrlc::set_handler(move || {
+            if running.load(Ordering::SeqCst) {
+                if flag.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+            } else if !interactive {
+                std::process::exit(130);
+            }
+        })
+    }
+
+    /// Parses all of `source`, then runs its statements and dot-commands in order.
+    ///
+    /// Nothing runs when any statement has a syntax error. Stops at the first
+    /// error, or at `.quit`.
+    pub fn run_script(&mut self, source: &str) -> Result<Flow, ShellError> {
+        let items = split_script(source).map_err(|e| ShellError::Syntax(e.render(source)))?;
+        for item in items {
+            match item {
+                Item::Statement(stmt) => self.run_statement(&stmt)?,
+                Item::Dot(line) => {
+                    if dot::run(self, &line)? == Flow::Quit {
+                        return Ok(Flow::Quit);
+                    }
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Runs one statement, printing each result as it arrives.
+    pub fn run_statement(&mut self, stmt: &Statement) -> Result<(), ShellError> {
+        let start = Instant::now();
+        let stdout = io::stdout();
+        let mut out = BufWriter::new(stdout.lock());
+        let mut batch = Batch::First;
+        let mut write_error: Option<io::Error> = None;
+        let opts = &self.render;
+        let flag = self.session.interrupt_flag();
+        flag.store(false, Ordering::SeqCst);
+        self.running.store(true, Ordering::SeqCst);
+        let result = self.session.run(stmt, &mut |rs| {
+            // Flush every batch: TAIL prints as messages arrive.
+            let written = render::render(&mut out, &rs, opts, batch).and_then(|()| out.flush());
+            batch = Batch::More;
+            written.map_err(|e| {
+                let err = mqlite::Error::Io(io::Error::new(e.kind(), e.to_string()));
+                write_error = Some(e);
+                err
+            })
+        });
+        self.running.store(false, Ordering::SeqCst);
+        let interrupted = flag.swap(false, Ordering::SeqCst);
+        if let Some(e) = write_error {
+            return Err(e.into());
+        }
+        result.map_err(ShellError::Engine)?;
+        if self.timer {
+            let secs = start.elapsed().as_secs_f64();
+            writeln!(out, "Run Time: {secs:.3}s")?;
+        }
+        out.flush()?;
+        if interrupted {
+            return Err(ShellError::Interrupted);
+        }
+        Ok(())
+    }
+}
+
+impl From<io::Error> for ShellError {
+    fn from(e: io::Error) -> ShellError {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            ShellError::BrokenPipe
+        } else {
+            ShellError::Engine(mqlite::Error::Io(e))
+        }
+    }
+}
+
+/// One step of a script.
+#[derive(Debug)]
+enum Item {
+    Statement(Statement),
+    /// A dot-command line, trimmed.
+    Dot(String),
+}
+
+/// Splits a script into statements and dot-commands, in order.
+///
+/// A line starting with `.` where a statement could start is a dot-command.
+/// Those lines are blanked out (same byte length) before parsing, so the
+/// parser's byte positions, lines and columns still point into `source`.
+fn split_script(source: &str) -> Result<Vec<Item>, ParseError> {
+    let mut masked = String::with_capacity(source.len());
+    let mut dots: Vec<(usize, String)> = Vec::new();
+    for line in source.split_inclusive('\n') {
+        let body = line.trim_end_matches(['\n', '\r']);
+        if body.trim_start().starts_with('.') && at_statement_start(&masked) {
+            dots.push((masked.len(), body.trim().to_string()));
+            masked.extend(std::iter::repeat_n(' ', body.len()));
+            masked.push_str(&line[body.len()..]);
+        } else {
+            masked.push_str(line);
+        }
+    }
+    let statements = if masked.trim().is_empty() {
+        Vec::new()
+    } else {
+        parse_script(&masked)?
+    };
+    let mut items = Vec::with_capacity(statements.len() + dots.len());
+    let mut dots = dots.into_iter().peekable();
+    for parsed in statements {
+        while let Some((_, line)) = dots.next_if(|(at, _)| *at < parsed.span.start) {
+            items.push(Item::Dot(line));
+        }
+        items.push(Item::Statement(parsed.statement));
+    }
+    items.extend(dots.map(|(_, line)| Item::Dot(line)));
+    Ok(items)
+}
+
+/// True when `text` holds only whole statements, so the next line starts a new one.
+pub fn at_statement_start(text: &str) -> bool {
+    text.trim().is_empty() || is_complete(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_lines_between_statements_are_found() {
+        // The parser may still be a stub: only check the dot-command side.
+        let items = split_script(".mode csv\n  .timer on\n").expect("only dot-commands");
+        let lines: Vec<_> = items
+            .iter()
+            .map(|i| match i {
+                Item::Dot(l) => l.as_str(),
+                Item::Statement(_) => "statement",
+            })
+            .collect();
+        assert_eq!(lines, [".mode csv", ".timer on"]);
+    }
+
+    #[test]
+    fn empty_script_has_no_items() {
+        assert!(split_script("").expect("empty").is_empty());
+        assert!(split_script("  \n\n").expect("blank").is_empty());
+    }
+}
