@@ -1,11 +1,18 @@
-//! The database handle. (stub signatures; engine being written)
+//! The database handle: opening, the write path, and the typed API.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
-use crate::lang::ast::Statement;
-use crate::{Clock, Error, Result, ResultSet, SystemClock};
+use rusqlite::{Connection, TransactionBehavior};
+
+use crate::group::{self, ConsumeSpec, Delivery, GroupInfo, Subscription};
+use crate::lang::ast::{NackAction, Statement, TopicKind};
+use crate::publish::{self, Message, Published};
+use crate::topic::{self, TopicInfo, TopicOptions, TopicStats};
+use crate::{Clock, Error, Result, ResultSet, SystemClock, storage};
 
 /// How hard a commit is pushed to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,6 +27,30 @@ pub enum Durability {
     Off,
 }
 
+impl std::str::FromStr for Durability {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Durability> {
+        match s.to_ascii_lowercase().as_str() {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            "off" => Ok(Durability::Off),
+            _ => Err(Error::invalid(format!(
+                "unknown durability '{s}': expected full, normal or off"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+            Durability::Off => "off",
+        })
+    }
+}
+
 /// Options for opening a database.
 #[derive(Debug)]
 pub struct DatabaseBuilder {
@@ -27,10 +58,11 @@ pub struct DatabaseBuilder {
     durability: Durability,
     read_only: bool,
     clock: Arc<dyn Clock>,
+    max_payload: usize,
 }
 
 impl DatabaseBuilder {
-    /// Sets the durability.
+    /// Sets the durability (default full).
     pub fn durability(mut self, d: Durability) -> Self {
         self.durability = d;
         self
@@ -45,24 +77,149 @@ impl DatabaseBuilder {
         self.clock = Arc::new(clock);
         self
     }
-    /// Opens (creating if missing and not read-only).
+    /// The largest payload accepted, in bytes (default 1 MB).
+    pub fn max_payload(mut self, bytes: usize) -> Self {
+        self.max_payload = bytes;
+        self
+    }
+    /// Opens the database, creating and initialising the file if missing (unless read-only).
+    ///
+    /// # Errors
+    /// `NotADatabase` for a file that is not an mqlite database (it is left
+    /// unchanged), `NewerSchema` for a file from a newer mqlite, `Io`/`Sqlite`
+    /// when the file cannot be opened.
     pub fn open(self) -> Result<Database> {
-        let _ = (&self.path, self.durability, self.read_only, &self.clock);
-        Err(Error::NotSupported("open".into()))
+        let conn = storage::open(&self.path, self.durability, self.read_only)?;
+        Ok(Database {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                path: self.path,
+                clock: self.clock,
+                read_only: self.read_only,
+                durability: self.durability,
+                max_payload: self.max_payload,
+                notify: Notify::default(),
+            }),
+        })
     }
 }
 
-/// An open mqlite database. Cheap to clone; `Send + Sync`.
-#[derive(Debug, Clone)]
-pub struct Database {
-    _inner: Arc<()>,
+#[derive(Default)]
+struct Notify {
+    seq: Mutex<u64>,
+    cv: Condvar,
 }
+
+struct Inner {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    clock: Arc<dyn Clock>,
+    read_only: bool,
+    durability: Durability,
+    max_payload: usize,
+    notify: Notify,
+}
+
+/// An open mqlite database. Cheap to clone (clones share one connection); `Send + Sync`.
+///
+/// ```
+/// use mqlite::{Database, Message, ConsumeRequest};
+/// let dir = tempfile::tempdir()?;
+/// let db = Database::open(dir.path().join("shop.db"))?;
+/// db.execute("CREATE QUEUE jobs")?;
+/// db.publish("jobs", Message::new(r#"{"job": 1}"#))?;
+/// let got = db.consume(&ConsumeRequest::queue("jobs"))?;
+/// assert_eq!(got[0].payload_str(), r#"{"job": 1}"#);
+/// db.ack(&[got[0].id])?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("path", &self.inner.path)
+            .field("read_only", &self.inner.read_only)
+            .field("durability", &self.inner.durability)
+            .finish()
+    }
+}
+
+/// What to consume: a queue, a topic through a group, or every topic of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumeRequest {
+    pub(crate) topic: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) max: usize,
+    pub(crate) member: Option<String>,
+    pub(crate) wait: Option<Duration>,
+    pub(crate) ack_wait: Option<Duration>,
+}
+
+impl ConsumeRequest {
+    /// From a queue (its implicit group).
+    pub fn queue(name: impl Into<String>) -> ConsumeRequest {
+        ConsumeRequest {
+            topic: Some(name.into()),
+            group: None,
+            max: 1,
+            member: None,
+            wait: None,
+            ack_wait: None,
+        }
+    }
+    /// From one topic through a group.
+    pub fn topic(name: impl Into<String>, group: impl Into<String>) -> ConsumeRequest {
+        ConsumeRequest {
+            group: Some(group.into()),
+            ..ConsumeRequest::queue(name)
+        }
+    }
+    /// From every topic of a group (fan-in).
+    pub fn group(group: impl Into<String>) -> ConsumeRequest {
+        ConsumeRequest {
+            topic: None,
+            group: Some(group.into()),
+            ..ConsumeRequest::queue("")
+        }
+    }
+    /// Up to `n` messages (default 1).
+    pub fn max(mut self, n: usize) -> ConsumeRequest {
+        self.max = n;
+        self
+    }
+    /// The member (consumer) name, recorded on the deliveries.
+    pub fn member(mut self, m: impl Into<String>) -> ConsumeRequest {
+        self.member = Some(m.into());
+        self
+    }
+    /// Blocks up to this long for the first message.
+    pub fn wait(mut self, d: Duration) -> ConsumeRequest {
+        self.wait = Some(d);
+        self
+    }
+    /// Lease length for these deliveries.
+    pub fn ack_wait(mut self, d: Duration) -> ConsumeRequest {
+        self.ack_wait = Some(d);
+        self
+    }
+}
+
+/// Most messages one CONSUME may lease.
+pub const MAX_CONSUME: usize = 10_000;
 
 impl Database {
     /// Opens or creates the database at `path` with default options.
+    ///
+    /// # Errors
+    /// As [`DatabaseBuilder::open`].
     pub fn open(path: impl AsRef<Path>) -> Result<Database> {
         Database::builder(path).open()
     }
+
     /// A builder for options.
     pub fn builder(path: impl AsRef<Path>) -> DatabaseBuilder {
         DatabaseBuilder {
@@ -70,24 +227,402 @@ impl Database {
             durability: Durability::Full,
             read_only: false,
             clock: Arc::new(SystemClock),
+            max_payload: publish::DEFAULT_MAX_PAYLOAD,
         }
     }
-    /// Runs statements of the command language; returns the last statement's result.
-    pub fn execute(&self, text: &str) -> Result<ResultSet> {
-        let _ = text;
-        Err(Error::NotSupported("execute".into()))
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
     }
-    /// A session: runs statements one by one and keeps an open transaction between them.
-    pub fn session(&self) -> Session {
-        Session { db: self.clone(), interrupt: Arc::new(AtomicBool::new(false)) }
+
+    /// True when opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
     }
+
+    /// Now, by the database's clock (ms since the epoch).
+    pub fn now_ms(&self) -> i64 {
+        self.inner.clock.now_ms()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction; commits on Ok, rolls back on Err.
+    pub(crate) fn write<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&Connection, i64) -> Result<T>,
+    ) -> Result<T> {
+        if self.inner.read_only {
+            return Err(Error::ReadOnly(what.to_string()));
+        }
+        let conn = self.lock();
+        let tx = begin_immediate(&conn)?;
+        let now = self.inner.clock.now_ms();
+        let v = f(&tx, now)?;
+        tx.commit()
+            .map_err(|e| Error::CommitAmbiguous(e.to_string()))?;
+        Ok(v)
+    }
+
+    /// Runs `f` on the connection for reading.
+    pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection, i64) -> Result<T>) -> Result<T> {
+        let conn = self.lock();
+        let now = self.inner.clock.now_ms();
+        f(&conn, now)
+    }
+
+    fn wake_waiters(&self) {
+        let mut seq = self
+            .inner
+            .notify
+            .seq
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *seq += 1;
+        self.inner.notify.cv.notify_all();
+    }
+
+    /// Creates a topic (`TopicKind::Topic`) or queue. Returns false if it
+    /// existed and `if_not_exists` is set.
+    ///
+    /// # Errors
+    /// `TopicExists`, `InvalidArgument` for bad options.
+    pub fn create(
+        &self,
+        kind: TopicKind,
+        name: &str,
+        if_not_exists: bool,
+        options: &TopicOptions,
+    ) -> Result<bool> {
+        self.write("CREATE", |c, now| {
+            topic::create(c, now, kind, name, if_not_exists, options)
+        })
+    }
+
+    /// Creates a topic.
+    ///
+    /// # Errors
+    /// As [`Database::create`].
+    pub fn create_topic(&self, name: &str, options: &TopicOptions) -> Result<()> {
+        self.create(TopicKind::Topic, name, false, options)
+            .map(|_| ())
+    }
+
+    /// Creates a queue.
+    ///
+    /// # Errors
+    /// As [`Database::create`].
+    pub fn create_queue(&self, name: &str, options: &TopicOptions) -> Result<()> {
+        self.create(TopicKind::Queue, name, false, options)
+            .map(|_| ())
+    }
+
+    /// Changes options of a topic or queue.
+    ///
+    /// # Errors
+    /// `TopicNotFound`, `InvalidArgument`.
+    pub fn alter(&self, kind: TopicKind, name: &str, options: &TopicOptions) -> Result<()> {
+        self.write("ALTER", |c, _| topic::alter(c, kind, name, options))
+    }
+
+    /// Drops a topic or queue and everything in it. Returns false if it was
+    /// missing and `if_exists` is set.
+    ///
+    /// # Errors
+    /// `TopicNotFound`.
+    pub fn drop_topic(&self, kind: TopicKind, name: &str, if_exists: bool) -> Result<bool> {
+        self.write("DROP", |c, _| topic::drop(c, kind, name, if_exists))
+    }
+
+    /// Every topic and queue.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn topics(&self) -> Result<Vec<TopicInfo>> {
+        self.read(|c, _| topic::list(c))
+    }
+
+    /// One topic or queue.
+    ///
+    /// # Errors
+    /// `TopicNotFound`.
+    pub fn topic(&self, name: &str) -> Result<TopicInfo> {
+        self.read(|c, _| topic::get(c, name))
+    }
+
+    /// Message and byte counts of a topic.
+    ///
+    /// # Errors
+    /// `TopicNotFound`.
+    pub fn topic_stats(&self, name: &str) -> Result<TopicStats> {
+        self.read(|c, _| {
+            let t = topic::get(c, name)?;
+            topic::stats(c, t.id)
+        })
+    }
+
+    /// Every consumer group (queues' implicit groups included).
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn groups(&self) -> Result<Vec<GroupInfo>> {
+        self.read(|c, _| group::list(c))
+    }
+
     /// Names of all topics and queues (for completion).
+    ///
+    /// # Errors
+    /// Storage errors only.
     pub fn topic_names(&self) -> Result<Vec<String>> {
-        Ok(Vec::new())
+        Ok(self.topics()?.into_iter().map(|t| t.name).collect())
     }
+
     /// Names of all groups (for completion).
+    ///
+    /// # Errors
+    /// Storage errors only.
     pub fn group_names(&self) -> Result<Vec<String>> {
-        Ok(Vec::new())
+        Ok(self.groups()?.into_iter().map(|g| g.name).collect())
+    }
+
+    /// Publishes one message; returns where it was stored.
+    ///
+    /// # Errors
+    /// `TopicNotFound`, `PayloadTooLarge`, `TopicFull`, `InvalidArgument`
+    /// (partition out of range), `CommitAmbiguous`.
+    pub fn publish(&self, topic: &str, message: Message) -> Result<Published> {
+        let mut v = self.publish_batch(topic, vec![message])?;
+        v.pop()
+            .ok_or_else(|| Error::invalid("nothing was published"))
+    }
+
+    /// Publishes several messages in one transaction: all or none.
+    ///
+    /// # Errors
+    /// As [`Database::publish`].
+    pub fn publish_batch(&self, topic: &str, messages: Vec<Message>) -> Result<Vec<Published>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
+        let max = self.inner.max_payload;
+        let out = self.write("PUBLISH", |c, now| {
+            let t = topic::get(c, topic)?;
+            publish::append(c, now, &t, &messages, max)
+        })?;
+        self.wake_waiters();
+        Ok(out)
+    }
+
+    /// Subscribes a group (created if new) to topics and patterns.
+    ///
+    /// # Errors
+    /// `TopicNotFound` for a named topic, `InvalidArgument`.
+    pub fn subscribe(&self, group: &str, subscription: &Subscription) -> Result<()> {
+        self.write("SUBSCRIBE", |c, now| {
+            group::subscribe(c, now, group, subscription)
+        })
+    }
+
+    /// Removes one topic or pattern from a group, or (None) the whole group.
+    ///
+    /// # Errors
+    /// `GroupNotFound`, `NotSubscribed`.
+    pub fn unsubscribe(&self, group: &str, from: Option<&str>) -> Result<()> {
+        self.write("UNSUBSCRIBE", |c, _| group::unsubscribe(c, group, from))
+    }
+
+    /// Leases messages. With a wait, blocks until one arrives or the wait ends.
+    ///
+    /// # Errors
+    /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`, `InvalidArgument`.
+    pub fn consume(&self, request: &ConsumeRequest) -> Result<Vec<Delivery>> {
+        self.consume_until(request, None)
+    }
+
+    pub(crate) fn consume_until(
+        &self,
+        req: &ConsumeRequest,
+        interrupt: Option<&AtomicBool>,
+    ) -> Result<Vec<Delivery>> {
+        if req.max == 0 || req.max > MAX_CONSUME {
+            return Err(Error::invalid(format!(
+                "CONSUME takes between 1 and {MAX_CONSUME} messages, got {}",
+                req.max
+            )));
+        }
+        if req.ack_wait.is_some_and(|d| d.is_zero()) {
+            return Err(Error::invalid("ACK WAIT must be longer than 0"));
+        }
+        let deadline = req.wait.map(|w| Instant::now() + w);
+        let mut backoff = Duration::from_millis(2);
+        loop {
+            let seq = *self
+                .inner
+                .notify
+                .seq
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let version = self.data_version()?;
+            let got = self.write("CONSUME", |c, now| {
+                let (g, topic_id) = resolve_consume(c, req)?;
+                group::consume(
+                    c,
+                    now,
+                    &ConsumeSpec {
+                        group: &g,
+                        topic_id,
+                        max: req.max,
+                        member: req.member.as_deref(),
+                        ack_wait: req.ack_wait,
+                    },
+                )
+            })?;
+            let Some(deadline) = deadline else {
+                return Ok(got);
+            };
+            if !got.is_empty() {
+                return Ok(got);
+            }
+            // Wait for a publish in this process, a commit by another process
+            // (PRAGMA data_version), or time passing (leases and delays expire).
+            let tried = Instant::now();
+            loop {
+                let now = Instant::now();
+                if now >= deadline || interrupt.is_some_and(|f| f.load(Ordering::Relaxed)) {
+                    return Ok(Vec::new());
+                }
+                let step = backoff.min(deadline - now);
+                {
+                    let guard = self
+                        .inner
+                        .notify
+                        .seq
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if *guard == seq {
+                        let _ = self.inner.notify.cv.wait_timeout(guard, step);
+                    }
+                }
+                backoff = (backoff * 2).min(Duration::from_millis(100));
+                let changed = *self
+                    .inner
+                    .notify
+                    .seq
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    != seq
+                    || self.data_version()? != version;
+                if changed || tried.elapsed() >= Duration::from_millis(500) {
+                    if changed {
+                        backoff = Duration::from_millis(2);
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .lock()
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// Acknowledges deliveries: all or none.
+    ///
+    /// # Errors
+    /// `UnknownDelivery`, `StaleDelivery` (the lease expired and the message was redelivered).
+    pub fn ack(&self, ids: &[u64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.write("ACK", |c, _| group::ack(c, ids))
+    }
+
+    /// Negatively acknowledges deliveries: redeliver now, later, or dead-letter.
+    ///
+    /// # Errors
+    /// As [`Database::ack`].
+    pub fn nack(&self, ids: &[u64], action: &NackAction) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        self.write("NACK", |c, now| group::nack(c, now, ids, action))?;
+        self.wake_waiters();
+        Ok(())
+    }
+
+    /// Runs statements of the command language; returns the last statement's result.
+    ///
+    /// # Errors
+    /// `Syntax` for a statement that does not parse (then nothing runs), else
+    /// the first statement's error (statements before it have run).
+    pub fn execute(&self, text: &str) -> Result<ResultSet> {
+        let stmts = crate::lang::parse_script(text)?;
+        let mut session = self.session();
+        let mut last = ResultSet::empty();
+        for s in &stmts {
+            last = session.execute_statement(&s.statement)?;
+        }
+        Ok(last)
+    }
+
+    /// A session: runs statements one by one.
+    pub fn session(&self) -> Session {
+        Session {
+            db: self.clone(),
+            interrupt: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+fn begin_immediate(conn: &Connection) -> Result<rusqlite::Transaction<'_>> {
+    // busy_timeout already waits; retry a few times beyond it for long writers.
+    let mut tries = 0;
+    loop {
+        match rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
+            Ok(tx) => return Ok(tx),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && tries < 3 =>
+            {
+                tries += 1;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn resolve_consume(c: &Connection, req: &ConsumeRequest) -> Result<(GroupInfo, Option<i64>)> {
+    match (&req.topic, &req.group) {
+        (Some(name), None) => {
+            let t = topic::get(c, name)?;
+            if t.kind != TopicKind::Queue {
+                return Err(Error::invalid(format!(
+                    "'{name}' is a topic: consume it through a group (CONSUME FROM {name} GROUP g)"
+                )));
+            }
+            Ok((group::queue_group(c, &t)?, Some(t.id)))
+        }
+        (Some(name), Some(gname)) => {
+            let t = topic::get(c, name)?;
+            let g = group::get(c, gname)?;
+            if !group::reads_topic(c, g.id, t.id)? {
+                return Err(Error::NotSubscribed {
+                    group: gname.clone(),
+                    topic: name.clone(),
+                });
+            }
+            Ok((g, Some(t.id)))
+        }
+        (None, Some(gname)) => Ok((group::get(c, gname)?, None)),
+        (None, None) => Err(Error::invalid("CONSUME needs a topic, a queue or a group")),
     }
 }
 
@@ -99,16 +634,34 @@ pub struct Session {
 }
 
 impl Session {
-    /// A flag that, set to true, stops a running TAIL or CONSUME ... WAIT (which then return what they have).
+    /// A flag that, set to true, stops a running TAIL or CONSUME ... WAIT
+    /// (which then return what they have). Cleared when the next statement starts.
     pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()
     }
-    /// Runs one statement. `out` is called with each result; TAIL calls it once per batch of new rows.
-    pub fn run(&mut self, stmt: &Statement, out: &mut dyn FnMut(ResultSet) -> Result<()>) -> Result<()> {
-        let _ = (stmt, out, &self.db);
-        Err(Error::NotSupported("run".into()))
+
+    /// The database.
+    pub fn database(&self) -> &Database {
+        &self.db
     }
+
+    /// Runs one statement. `out` is called with each result; TAIL calls it once per batch of new rows.
+    ///
+    /// # Errors
+    /// The statement's error; the database is unchanged by a failed statement.
+    pub fn run(
+        &mut self,
+        stmt: &Statement,
+        out: &mut dyn FnMut(ResultSet) -> Result<()>,
+    ) -> Result<()> {
+        self.interrupt.store(false, Ordering::Relaxed);
+        crate::lang::exec::run(&self.db, &self.interrupt, stmt, out)
+    }
+
     /// Runs one statement and returns its whole result.
+    ///
+    /// # Errors
+    /// As [`Session::run`].
     pub fn execute_statement(&mut self, stmt: &Statement) -> Result<ResultSet> {
         let mut result = ResultSet::empty();
         self.run(stmt, &mut |rs| {

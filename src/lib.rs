@@ -2,11 +2,24 @@
 
 mod clock;
 mod db;
+mod dlq;
 mod error;
+mod group;
 pub mod lang;
+mod publish;
+mod storage;
+mod topic;
 mod value;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use db::{Database, DatabaseBuilder, Durability, Session};
+pub use db::{ConsumeRequest, Database, DatabaseBuilder, Durability, MAX_CONSUME, Session};
 pub use error::{Error, Result};
+pub use group::{Delivery, GroupInfo, Subscription, pattern_matches};
+pub use lang::ast::{NackAction, Overflow, Retention, StartFrom, TimeSpec, TopicKind};
+pub use publish::{DEFAULT_MAX_PAYLOAD, Message, Published, partition_for_key};
+pub use storage::sqlite_version;
+pub use topic::{
+    DEFAULT_ACK_WAIT, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DELIVERIES, TopicInfo, TopicOptions,
+    TopicStats,
+};
 pub use value::{ResultSet, Value};

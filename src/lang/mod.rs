@@ -2,6 +2,11 @@
 
 pub mod ast;
 mod display;
+pub(crate) mod exec;
 mod parser;
+mod query;
+pub(crate) mod units;
 
-pub use parser::{ParseError, ParsedStatement, is_complete, parse_script, parse_statement, KEYWORDS};
+pub use parser::{
+    KEYWORDS, ParseError, ParsedStatement, is_complete, parse_script, parse_statement,
+};

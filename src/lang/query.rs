@@ -1,0 +1,891 @@
+//! SELECT: compiles a query over a topic, the DLQ, TOPICS or GROUPS into
+//! parameterised SQLite SQL. User values are always bound parameters.
+
+use std::collections::HashMap;
+
+use rusqlite::Connection;
+use rusqlite::types::{Value as SqlValue, ValueRef};
+
+use super::ast::{
+    BinaryOp, Expr, Function, Literal, PathSegment, Select, SelectItem, Source, UnaryOp,
+};
+use crate::topic;
+use crate::{Error, Result, ResultSet, Value};
+
+/// How a compiled column's SQL value becomes a `Value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// SQLite's own type.
+    Plain,
+    /// Integer ms rendered as a timestamp.
+    Timestamp,
+    /// JSON text (from `->`) turned into a typed value.
+    Json,
+    /// Header JSON object text; NULL is `{}`.
+    Headers,
+    /// Payload: text, whatever its storage class.
+    Payload,
+}
+
+struct Column {
+    name: &'static str,
+    sql: &'static str,
+    kind: Kind,
+}
+
+const TOPIC_COLUMNS: &[Column] = &[
+    Column {
+        name: "partition",
+        sql: "m.partition",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "offset",
+        sql: "m.offset",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "timestamp",
+        sql: "m.ts",
+        kind: Kind::Timestamp,
+    },
+    Column {
+        name: "key",
+        sql: "m.key",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "headers",
+        sql: "m.headers",
+        kind: Kind::Headers,
+    },
+    Column {
+        name: "payload",
+        sql: "m.payload",
+        kind: Kind::Payload,
+    },
+];
+
+const DLQ_COLUMNS: &[Column] = &[
+    Column {
+        name: "id",
+        sql: "m.id",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "topic",
+        sql: "m.topic",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "group",
+        sql: "m.group_name",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "partition",
+        sql: "m.partition",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "offset",
+        sql: "m.offset",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "timestamp",
+        sql: "m.ts",
+        kind: Kind::Timestamp,
+    },
+    Column {
+        name: "key",
+        sql: "m.key",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "attempts",
+        sql: "m.attempts",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "reason",
+        sql: "m.reason",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "failed_at",
+        sql: "m.failed_at",
+        kind: Kind::Timestamp,
+    },
+    Column {
+        name: "headers",
+        sql: "m.headers",
+        kind: Kind::Headers,
+    },
+    Column {
+        name: "payload",
+        sql: "m.payload",
+        kind: Kind::Payload,
+    },
+];
+
+const TOPICS_COLUMNS: &[Column] = &[
+    Column {
+        name: "name",
+        sql: "m.name",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "kind",
+        sql: "m.kind",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "partitions",
+        sql: "m.partitions",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "messages",
+        sql: "m.messages",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "bytes",
+        sql: "m.bytes",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "retention",
+        sql: "m.retention",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "max_length",
+        sql: "m.max_length",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "overflow",
+        sql: "m.overflow",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "dedup_window",
+        sql: "m.dedup_window",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "max_deliveries",
+        sql: "m.max_deliveries",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "ack_wait",
+        sql: "m.ack_wait",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "groups",
+        sql: "m.groups",
+        kind: Kind::Plain,
+    },
+];
+
+const GROUPS_COLUMNS: &[Column] = &[
+    Column {
+        name: "group",
+        sql: "m.grp",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "topic",
+        sql: "m.topic",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "partitions",
+        sql: "m.partitions",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "pending",
+        sql: "m.pending",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "lag",
+        sql: "m.lag",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "dead",
+        sql: "m.dead",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "ordered",
+        sql: "m.ordered",
+        kind: Kind::Plain,
+    },
+];
+
+/// The FROM part of a source, its columns, and whether unknown paths reach into the payload.
+struct SourceDef {
+    from: String,
+    base_filter: Option<String>,
+    columns: &'static [Column],
+    payload_paths: bool,
+    label: String,
+    default_order: Option<&'static str>,
+}
+
+/// How SQL for an expression is wanted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// A SQL value (`->>` for JSON paths).
+    Value,
+    /// A top-level select item (`->` for JSON paths, so types survive).
+    Projection,
+}
+
+struct Compiler<'a> {
+    source: &'a SourceDef,
+    params: Vec<SqlValue>,
+    now: i64,
+    aliases: HashMap<String, usize>,
+}
+
+/// Runs a SELECT and returns its rows.
+pub(crate) fn select(conn: &Connection, now: i64, q: &Select) -> Result<ResultSet> {
+    let mut params = Vec::new();
+    let source = source_def(conn, now, &q.source, &mut params)?;
+    let mut c = Compiler {
+        source: &source,
+        params,
+        now,
+        aliases: HashMap::new(),
+    };
+
+    let mut cols_sql = Vec::new();
+    let mut kinds = Vec::new();
+    let mut names = Vec::new();
+    let mut has_aggregate = false;
+    for item in &q.items {
+        match item {
+            SelectItem::Star => {
+                for col in source.columns {
+                    cols_sql.push(format!("{} AS \"c{}\"", col.sql, cols_sql.len()));
+                    kinds.push(col.kind);
+                    names.push(col.name.to_string());
+                }
+            }
+            SelectItem::Expr { expr, alias } => {
+                has_aggregate |= contains_aggregate(expr);
+                let (sql, kind) = c.expr(expr, Mode::Projection, 0)?;
+                let name = alias.clone().unwrap_or_else(|| expr.to_string());
+                if let Some(a) = alias {
+                    c.aliases.insert(a.clone(), cols_sql.len());
+                }
+                cols_sql.push(format!("{sql} AS \"c{}\"", cols_sql.len()));
+                kinds.push(kind);
+                names.push(name);
+            }
+        }
+    }
+    let mut sql = format!("SELECT {} FROM {}", cols_sql.join(", "), source.from);
+    let mut conds = Vec::new();
+    if let Some(b) = &source.base_filter {
+        conds.push(b.clone());
+    }
+    if let Some(w) = &q.filter {
+        if contains_aggregate(w) {
+            return Err(Error::invalid(
+                "aggregate functions (COUNT, SUM, ...) are not allowed in WHERE",
+            ));
+        }
+        conds.push(c.expr(w, Mode::Value, 0)?.0);
+    }
+    if !conds.is_empty() {
+        sql.push_str(" WHERE ");
+        sql.push_str(&conds.join(" AND "));
+    }
+    if !q.group_by.is_empty() {
+        let mut parts = Vec::new();
+        for g in &q.group_by {
+            parts.push(c.order_term(g)?);
+        }
+        sql.push_str(" GROUP BY ");
+        sql.push_str(&parts.join(", "));
+    }
+    if !q.order_by.is_empty() {
+        let mut parts = Vec::new();
+        for o in &q.order_by {
+            let t = c.order_term(&o.expr)?;
+            parts.push(if o.desc { format!("{t} DESC") } else { t });
+        }
+        sql.push_str(" ORDER BY ");
+        sql.push_str(&parts.join(", "));
+    } else if q.group_by.is_empty() && !has_aggregate {
+        if let Some(o) = source.default_order {
+            sql.push_str(" ORDER BY ");
+            sql.push_str(o);
+        }
+    }
+    if let Some(limit) = q.limit {
+        sql.push_str(&format!(
+            " LIMIT ?{}",
+            c.bind(SqlValue::Integer(clamp(limit)))
+        ));
+        if let Some(off) = q.offset {
+            sql.push_str(&format!(
+                " OFFSET ?{}",
+                c.bind(SqlValue::Integer(clamp(off)))
+            ));
+        }
+    }
+    let mut st = conn.prepare(&sql)?;
+    let mut rows = st.query(rusqlite::params_from_iter(c.params.iter()))?;
+    let mut out = ResultSet {
+        columns: names,
+        rows: Vec::new(),
+    };
+    while let Some(r) = rows.next()? {
+        let mut row = Vec::with_capacity(kinds.len());
+        for (i, k) in kinds.iter().enumerate() {
+            row.push(to_value(r.get_ref(i)?, *k));
+        }
+        out.rows.push(row);
+    }
+    Ok(out)
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+fn contains_aggregate(e: &Expr) -> bool {
+    match e {
+        Expr::Function { .. } => true,
+        Expr::Literal(_) | Expr::Path(_) => false,
+        Expr::Unary { expr, .. } | Expr::IsNull { expr, .. } => contains_aggregate(expr),
+        Expr::Binary { left, right, .. } => contains_aggregate(left) || contains_aggregate(right),
+        Expr::InList { expr, list, .. } => {
+            contains_aggregate(expr) || list.iter().any(contains_aggregate)
+        }
+        Expr::Between {
+            expr, low, high, ..
+        } => contains_aggregate(expr) || contains_aggregate(low) || contains_aggregate(high),
+    }
+}
+
+/// Converts one SQLite value by its column kind.
+fn to_value(v: ValueRef<'_>, kind: Kind) -> Value {
+    match (kind, v) {
+        (Kind::Headers, ValueRef::Null) => {
+            Value::Json(serde_json::Value::Object(Default::default()))
+        }
+        (_, ValueRef::Null) => Value::Null,
+        (Kind::Timestamp, ValueRef::Integer(i)) => Value::Timestamp(i),
+        (Kind::Json | Kind::Headers, ValueRef::Text(t)) => {
+            match serde_json::from_slice::<serde_json::Value>(t) {
+                Ok(j) => json_to_value(j),
+                Err(_) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+            }
+        }
+        (_, ValueRef::Integer(i)) => Value::Int(i),
+        (_, ValueRef::Real(f)) => Value::Float(f),
+        (_, ValueRef::Text(t) | ValueRef::Blob(t)) => {
+            Value::Text(String::from_utf8_lossy(t).into_owned())
+        }
+    }
+}
+
+fn json_to_value(j: serde_json::Value) -> Value {
+    match j {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        serde_json::Value::String(s) => Value::Text(s),
+        other => Value::Json(other),
+    }
+}
+
+/// A JSON path string (`$."data"."items"[0]`) for segments.
+fn json_path(segs: &[PathSegment]) -> String {
+    let mut p = String::from("$");
+    for s in segs {
+        match s {
+            PathSegment::Field(f) => {
+                p.push_str(".\"");
+                p.push_str(&f.replace('"', "\\\""));
+                p.push('"');
+            }
+            PathSegment::Index(i) => p.push_str(&format!("[{i}]")),
+        }
+    }
+    p
+}
+
+fn path_text(segs: &[PathSegment]) -> String {
+    Expr::Path(segs.to_vec()).to_string()
+}
+
+/// Parses a timestamp literal: RFC 3339, or `-1h` style (that long before now).
+pub(crate) fn parse_time_literal(now: i64, s: &str) -> Option<i64> {
+    if let Some(rest) = s.strip_prefix('-') {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let n: i64 = digits.parse().ok()?;
+        let unit_ms = match &rest[digits.len()..] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return None,
+        };
+        return Some(now.saturating_sub(n.saturating_mul(unit_ms)));
+    }
+    s.parse::<jiff::Timestamp>()
+        .ok()
+        .map(|t| t.as_millisecond())
+}
+
+impl Compiler<'_> {
+    fn bind(&mut self, v: SqlValue) -> usize {
+        self.params.push(v);
+        self.params.len()
+    }
+
+    /// ORDER BY / GROUP BY term: an alias of a select item, or an expression.
+    fn order_term(&mut self, e: &Expr) -> Result<String> {
+        if let Expr::Path(segs) = e {
+            if let [PathSegment::Field(name)] = segs.as_slice() {
+                if let Some(i) = self.aliases.get(name) {
+                    return Ok(format!("\"c{i}\""));
+                }
+            }
+        }
+        Ok(self.expr(e, Mode::Value, 0)?.0)
+    }
+
+    fn path(&mut self, segs: &[PathSegment], mode: Mode) -> Result<(String, Kind)> {
+        let Some(PathSegment::Field(first)) = segs.first() else {
+            return Err(Error::invalid("a column name must start with a name"));
+        };
+        if segs.len() == 1 {
+            if let Some(col) = self
+                .source
+                .columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(first))
+            {
+                let kind = if mode == Mode::Value && col.kind == Kind::Headers {
+                    Kind::Plain
+                } else {
+                    col.kind
+                };
+                return Ok((col.sql.to_string(), kind));
+            }
+        }
+        let headers_col = self.source.columns.iter().find(|c| c.kind == Kind::Headers);
+        let (target, path_segs) = match headers_col {
+            Some(h) if first.eq_ignore_ascii_case("headers") && segs.len() > 1 => {
+                (h.sql, &segs[1..])
+            }
+            _ if self.source.payload_paths => {
+                let p = self
+                    .source
+                    .columns
+                    .iter()
+                    .find(|c| c.kind == Kind::Payload)
+                    .map(|c| c.sql)
+                    .unwrap_or("m.payload");
+                (p, segs)
+            }
+            _ => {
+                let names: Vec<&str> = self.source.columns.iter().map(|c| c.name).collect();
+                return Err(Error::invalid(format!(
+                    "unknown column '{}' in {} (columns: {})",
+                    path_text(segs),
+                    self.source.label,
+                    names.join(", ")
+                )));
+            }
+        };
+        let p = self.bind(SqlValue::Text(json_path(path_segs)));
+        let op = if mode == Mode::Projection {
+            "->"
+        } else {
+            "->>"
+        };
+        let sql = format!(
+            "(CASE WHEN typeof({target}) = 'text' AND json_valid({target}) THEN {target} {op} ?{p} END)"
+        );
+        Ok((
+            sql,
+            if mode == Mode::Projection {
+                Kind::Json
+            } else {
+                Kind::Plain
+            },
+        ))
+    }
+
+    fn literal(&mut self, l: &Literal) -> String {
+        let v = match l {
+            Literal::Null => return "NULL".into(),
+            Literal::Bool(b) => SqlValue::Integer(i64::from(*b)),
+            Literal::Int(i) => SqlValue::Integer(*i),
+            Literal::Float(f) => SqlValue::Real(*f),
+            Literal::String(s) => SqlValue::Text(s.clone()),
+        };
+        format!("?{}", self.bind(v))
+    }
+
+    /// An operand compared with a timestamp column: strings are read as times.
+    fn operand(&mut self, e: &Expr, against_time: bool, depth: usize) -> Result<(String, Kind)> {
+        if against_time {
+            if let Expr::Literal(Literal::String(s)) = e {
+                let ms = parse_time_literal(self.now, s).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "'{s}' is not a timestamp: expected RFC 3339 like '2024-01-15T10:30:00Z' or relative like '-1h'"
+                    ))
+                })?;
+                return Ok((
+                    format!("?{}", self.bind(SqlValue::Integer(ms))),
+                    Kind::Plain,
+                ));
+            }
+        }
+        self.expr(e, Mode::Value, depth + 1)
+    }
+
+    fn is_time(&mut self, e: &Expr) -> bool {
+        match e {
+            Expr::Path(segs) if segs.len() == 1 => matches!(
+                &segs[0],
+                PathSegment::Field(f) if self.source.columns.iter().any(|c| c.name.eq_ignore_ascii_case(f) && c.kind == Kind::Timestamp)
+            ),
+            _ => false,
+        }
+    }
+
+    fn expr(&mut self, e: &Expr, mode: Mode, depth: usize) -> Result<(String, Kind)> {
+        if depth > 200 {
+            return Err(Error::invalid("expression nested too deeply"));
+        }
+        Ok(match e {
+            Expr::Literal(l) => (self.literal(l), Kind::Plain),
+            Expr::Path(segs) => self.path(segs, mode)?,
+            Expr::Unary { op, expr } => {
+                let (s, _) = self.expr(expr, Mode::Value, depth + 1)?;
+                match op {
+                    UnaryOp::Not => (format!("(NOT {s})"), Kind::Plain),
+                    UnaryOp::Neg => (format!("(- {s})"), Kind::Plain),
+                }
+            }
+            Expr::Binary { left, op, right } => {
+                let time = self.is_time(left) || self.is_time(right);
+                let (l, _) = self.operand(left, time, depth)?;
+                let (r, _) = self.operand(right, time, depth)?;
+                let o = match op {
+                    BinaryOp::Or => "OR",
+                    BinaryOp::And => "AND",
+                    BinaryOp::Eq => "=",
+                    BinaryOp::NotEq => "!=",
+                    BinaryOp::Lt => "<",
+                    BinaryOp::LtEq => "<=",
+                    BinaryOp::Gt => ">",
+                    BinaryOp::GtEq => ">=",
+                    BinaryOp::Like => "LIKE",
+                    BinaryOp::NotLike => "NOT LIKE",
+                    BinaryOp::Add => "+",
+                    BinaryOp::Sub => "-",
+                    BinaryOp::Mul => "*",
+                    BinaryOp::Div => "/",
+                    BinaryOp::Mod => "%",
+                };
+                (format!("({l} {o} {r})"), Kind::Plain)
+            }
+            Expr::InList {
+                expr,
+                list,
+                negated,
+            } => {
+                let time = self.is_time(expr);
+                let (s, _) = self.expr(expr, Mode::Value, depth + 1)?;
+                let mut items = Vec::new();
+                for i in list {
+                    items.push(self.operand(i, time, depth)?.0);
+                }
+                let not = if *negated { "NOT " } else { "" };
+                (format!("({s} {not}IN ({}))", items.join(", ")), Kind::Plain)
+            }
+            Expr::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => {
+                let time = self.is_time(expr);
+                let (s, _) = self.expr(expr, Mode::Value, depth + 1)?;
+                let (lo, _) = self.operand(low, time, depth)?;
+                let (hi, _) = self.operand(high, time, depth)?;
+                let not = if *negated { "NOT " } else { "" };
+                (format!("({s} {not}BETWEEN {lo} AND {hi})"), Kind::Plain)
+            }
+            Expr::IsNull { expr, negated } => {
+                let (s, _) = self.expr(expr, Mode::Value, depth + 1)?;
+                (
+                    format!("({s} IS {}NULL)", if *negated { "NOT " } else { "" }),
+                    Kind::Plain,
+                )
+            }
+            Expr::Function { func, arg } => {
+                let (a, kind) = match arg {
+                    None => ("*".to_string(), Kind::Plain),
+                    Some(a) => {
+                        if contains_aggregate(a) {
+                            return Err(Error::invalid("aggregate functions cannot be nested"));
+                        }
+                        let time = self.is_time(a);
+                        let (s, _) = self.expr(a, Mode::Value, depth + 1)?;
+                        (s, if time { Kind::Timestamp } else { Kind::Plain })
+                    }
+                };
+                let name = match func {
+                    Function::Count => "COUNT",
+                    Function::Sum => "SUM",
+                    Function::Avg => "AVG",
+                    Function::Min => "MIN",
+                    Function::Max => "MAX",
+                };
+                if arg.is_none() && *func != Function::Count {
+                    return Err(Error::invalid(format!(
+                        "{name}(*) is not allowed; only COUNT(*) takes *"
+                    )));
+                }
+                let kind = match func {
+                    Function::Min | Function::Max => kind,
+                    _ => Kind::Plain,
+                };
+                (format!("{name}({a})"), kind)
+            }
+        })
+    }
+}
+
+fn source_def(
+    conn: &Connection,
+    now: i64,
+    source: &Source,
+    params: &mut Vec<SqlValue>,
+) -> Result<SourceDef> {
+    Ok(match source {
+        Source::Topic(name) => {
+            let t = topic::get(conn, name)?;
+            params.push(SqlValue::Integer(t.id));
+            SourceDef {
+                from: "mq_messages m".into(),
+                base_filter: Some(format!("m.topic_id = ?{}", params.len())),
+                columns: TOPIC_COLUMNS,
+                payload_paths: true,
+                label: format!("topic '{name}'"),
+                default_order: Some("m.partition, m.offset"),
+            }
+        }
+        Source::Dlq => SourceDef {
+            from: "mq_dlq m".into(),
+            base_filter: None,
+            columns: DLQ_COLUMNS,
+            payload_paths: true,
+            label: "DLQ".into(),
+            default_order: Some("m.id"),
+        },
+        Source::Topics => {
+            let rows = topics_rows(conn)?;
+            values_source(rows, TOPICS_COLUMNS, "TOPICS", params)
+        }
+        Source::Groups => {
+            let rows = groups_rows(conn, now, None)?;
+            values_source(rows, GROUPS_COLUMNS, "GROUPS", params)
+        }
+    })
+}
+
+/// A source over rows computed here, as a bound VALUES table.
+fn values_source(
+    rows: Vec<Vec<SqlValue>>,
+    columns: &'static [Column],
+    label: &str,
+    params: &mut Vec<SqlValue>,
+) -> SourceDef {
+    let names: Vec<String> = columns
+        .iter()
+        .map(|c| c.sql.trim_start_matches("m.").to_string())
+        .collect();
+    let body = if rows.is_empty() {
+        format!(
+            "SELECT {} WHERE 0",
+            names
+                .iter()
+                .map(|n| format!("NULL AS {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        let mut tuples = Vec::new();
+        for row in rows {
+            let mut cells = Vec::new();
+            for v in row {
+                params.push(v);
+                cells.push(format!("?{}", params.len()));
+            }
+            tuples.push(format!("({})", cells.join(", ")));
+        }
+        format!("SELECT * FROM (VALUES {}) AS v", tuples.join(", "))
+    };
+    // Name the VALUES columns (column1, column2, ...) after the source's columns.
+    let renamed = if body.starts_with("SELECT * FROM (VALUES") {
+        let sel: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("column{} AS {n}", i + 1))
+            .collect();
+        format!("(SELECT {} FROM ({body}))", sel.join(", "))
+    } else {
+        format!("({body})")
+    };
+    SourceDef {
+        from: format!("{renamed} m"),
+        base_filter: None,
+        columns,
+        payload_paths: false,
+        label: label.into(),
+        default_order: Some("1, 2"),
+    }
+}
+
+fn retention_text(r: crate::Retention) -> String {
+    use crate::Retention;
+    match r {
+        Retention::Age(d) => super::units::display_duration(d),
+        Retention::Size(b) => super::units::display_size(b),
+        Retention::Messages(n) => format!("{n} MESSAGES"),
+        Retention::UntilConsumed => "UNTIL CONSUMED".into(),
+        Retention::Forever => "FOREVER".into(),
+    }
+}
+
+fn int(v: u64) -> SqlValue {
+    SqlValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// Rows of the TOPICS source.
+pub(crate) fn topics_rows(conn: &Connection) -> Result<Vec<Vec<SqlValue>>> {
+    let mut out = Vec::new();
+    for t in topic::list(conn)? {
+        let s = topic::stats(conn, t.id)?;
+        let groups: i64 = conn.query_row(
+            "SELECT COUNT(DISTINCT group_id) FROM mq_cursors WHERE topic_id = ?1",
+            [t.id],
+            |r| r.get(0),
+        )?;
+        out.push(vec![
+            SqlValue::Text(t.name.clone()),
+            SqlValue::Text(topic::kind_str(t.kind).into()),
+            SqlValue::Integer(i64::from(t.partitions)),
+            int(s.messages),
+            int(s.bytes),
+            SqlValue::Text(retention_text(t.retention)),
+            t.max_length.map(int).unwrap_or(SqlValue::Null),
+            SqlValue::Text(match t.overflow {
+                crate::Overflow::Reject => "REJECT".into(),
+                crate::Overflow::DropOldest => "DROP OLDEST".into(),
+            }),
+            SqlValue::Text(super::units::display_duration(t.dedup_window)),
+            SqlValue::Integer(i64::from(t.max_deliveries)),
+            SqlValue::Text(super::units::display_duration(t.ack_wait)),
+            SqlValue::Integer(groups),
+        ]);
+    }
+    Ok(out)
+}
+
+/// Rows of the GROUPS source (one per group and topic it reads), optionally for one topic.
+pub(crate) fn groups_rows(
+    conn: &Connection,
+    now: i64,
+    only_topic: Option<i64>,
+) -> Result<Vec<Vec<SqlValue>>> {
+    let _ = now;
+    let mut st = conn.prepare_cached(
+        "SELECT g.name, t.name, COUNT(*), g.ordered, c.group_id, c.topic_id,
+                SUM(MAX(p.next_offset - MAX(c.next_offset, p.low_offset), 0))
+         FROM mq_cursors c
+         JOIN mq_groups g ON g.id = c.group_id
+         JOIN mq_topics t ON t.id = c.topic_id
+         JOIN mq_partitions p ON p.topic_id = c.topic_id AND p.partition = c.partition
+         WHERE (?1 IS NULL OR c.topic_id = ?1)
+         GROUP BY c.group_id, c.topic_id ORDER BY g.name, t.name",
+    )?;
+    let rows: Vec<(String, String, i64, i64, i64, i64, i64)> = st
+        .query_map([only_topic], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::new();
+    for (gname, tname, parts, ordered, gid, tid, lag) in rows {
+        let (pending, waiting): (i64, i64) = conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(attempt > 0), 0), COALESCE(SUM(attempt = 0), 0) FROM mq_pending
+                 WHERE group_id = ?1 AND topic_id = ?2",
+            )?
+            .query_row([gid, tid], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let dead: i64 = conn
+            .prepare_cached("SELECT COUNT(*) FROM mq_dlq WHERE group_id = ?1 AND topic_id = ?2")?
+            .query_row([gid, tid], |r| r.get(0))?;
+        out.push(vec![
+            SqlValue::Text(gname),
+            SqlValue::Text(tname),
+            SqlValue::Integer(parts),
+            SqlValue::Integer(pending),
+            SqlValue::Integer(lag + waiting),
+            SqlValue::Integer(dead),
+            SqlValue::Integer(ordered),
+        ]);
+    }
+    Ok(out)
+}
+
+/// Converts computed rows into a result with the source's column names.
+pub(crate) fn rows_result(rows: Vec<Vec<SqlValue>>, which: Source) -> ResultSet {
+    let cols = match which {
+        Source::Groups => GROUPS_COLUMNS,
+        _ => TOPICS_COLUMNS,
+    };
+    ResultSet {
+        columns: cols.iter().map(|c| c.name.to_string()).collect(),
+        rows: rows
+            .into_iter()
+            .map(|r| {
+                r.iter()
+                    .zip(cols)
+                    .map(|(v, c)| to_value(ValueRef::from(v), c.kind))
+                    .collect()
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,386 @@
+//! Appending messages to topics.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::lang::ast::{Overflow, Retention};
+use crate::topic::{self, TopicInfo};
+use crate::{Error, Result};
+
+/// Default largest payload, in bytes (a database setting).
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+
+/// A message to publish. Build with [`Message::new`] and the setters.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Message {
+    pub(crate) payload: Vec<u8>,
+    pub(crate) key: Option<String>,
+    pub(crate) headers: BTreeMap<String, String>,
+    pub(crate) partition: Option<u32>,
+    pub(crate) dedup_id: Option<String>,
+    pub(crate) delay: Option<Duration>,
+}
+
+impl Message {
+    /// A message with this payload (usually JSON text).
+    pub fn new(payload: impl Into<Vec<u8>>) -> Message {
+        Message {
+            payload: payload.into(),
+            ..Message::default()
+        }
+    }
+    /// The key: picks the partition (stable hash) and orders per key.
+    pub fn key(mut self, key: impl Into<String>) -> Message {
+        self.key = Some(key.into());
+        self
+    }
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Message {
+        self.headers.insert(name.into(), value.into());
+        self
+    }
+    /// Publishes to this partition instead of the key's.
+    pub fn partition(mut self, partition: u32) -> Message {
+        self.partition = Some(partition);
+        self
+    }
+    /// A producer id for dedup: a second publish with it inside the topic's dedup window stores nothing.
+    pub fn dedup_id(mut self, id: impl Into<String>) -> Message {
+        self.dedup_id = Some(id.into());
+        self
+    }
+    /// Makes the message deliverable only after this delay.
+    pub fn delay(mut self, delay: Duration) -> Message {
+        self.delay = Some(delay);
+        self
+    }
+}
+
+/// Where a published message was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Topic name.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Offset in the partition.
+    pub offset: u64,
+    /// True when the dedup id was seen inside the window: nothing was stored,
+    /// and partition/offset are those of the original.
+    pub duplicate: bool,
+}
+
+/// The stable partition of a key: FNV-1a 64 of its UTF-8 bytes, modulo partitions.
+/// Never change this: keyed messages must keep landing where their key's earlier ones are.
+pub fn partition_for_key(key: &str, partitions: u32) -> u32 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    u32::try_from(h % u64::from(partitions.max(1))).unwrap_or(0)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PartState {
+    next: i64,
+    low: i64,
+    last_ts: i64,
+    bytes: i64,
+}
+
+/// Appends messages to a topic inside the caller's write transaction.
+pub(crate) fn append(
+    conn: &Connection,
+    now: i64,
+    t: &TopicInfo,
+    msgs: &[Message],
+    max_payload: usize,
+) -> Result<Vec<Published>> {
+    for m in msgs {
+        if m.payload.len() > max_payload {
+            return Err(Error::PayloadTooLarge {
+                size: m.payload.len(),
+                limit: max_payload,
+            });
+        }
+        if let Some(p) = m.partition {
+            if p >= t.partitions {
+                return Err(Error::invalid(format!(
+                    "partition {p} does not exist: '{}' has {} partition{} (0..{})",
+                    t.name,
+                    t.partitions,
+                    if t.partitions == 1 { "" } else { "s" },
+                    t.partitions - 1
+                )));
+            }
+        }
+        if m.headers.keys().any(|k| k.is_empty()) {
+            return Err(Error::invalid("a header name must not be empty"));
+        }
+        if m.dedup_id.as_deref() == Some("") {
+            return Err(Error::invalid("a dedup id must not be empty"));
+        }
+    }
+
+    let mut parts: HashMap<u32, PartState> = HashMap::new();
+    let mut total: Option<i64> = None;
+    if t.max_length.is_some() {
+        total = Some(i64::try_from(topic::stats(conn, t.id)?.messages).unwrap_or(i64::MAX));
+    }
+    let mut rr: Option<u32> = None;
+    let mut out = Vec::with_capacity(msgs.len());
+    let mut pruned_dedup = false;
+    let mut batch_dedup: HashMap<&str, (u32, i64)> = HashMap::new();
+
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO mq_messages (topic_id, partition, offset, ts, visible_at, key, headers, payload, dedup_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for m in msgs {
+        if let Some(id) = m.dedup_id.as_deref() {
+            if !pruned_dedup {
+                prune_dedup(conn, now)?;
+                pruned_dedup = true;
+            }
+            let seen = match batch_dedup.get(id) {
+                Some(&(p, o)) => Some((p, o)),
+                None => conn
+                    .prepare_cached(
+                        "SELECT partition, offset FROM mq_dedup WHERE topic_id = ?1 AND dedup_id = ?2 AND expires_at > ?3",
+                    )?
+                    .query_row(params![t.id, id, now], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?,
+            };
+            if let Some((partition, offset)) = seen {
+                out.push(Published {
+                    topic: t.name.clone(),
+                    partition,
+                    offset: u64::try_from(offset).unwrap_or(0),
+                    duplicate: true,
+                });
+                continue;
+            }
+        }
+
+        let partition = match (m.partition, &m.key) {
+            (Some(p), _) => p,
+            (None, Some(k)) => partition_for_key(k, t.partitions),
+            (None, None) if t.partitions == 1 => 0,
+            (None, None) => {
+                let start = match rr {
+                    Some(p) => p,
+                    None => conn.query_row(
+                        "SELECT next_partition FROM mq_topics WHERE id = ?1",
+                        [t.id],
+                        |r| r.get::<_, u32>(0),
+                    )?,
+                };
+                let p = start % t.partitions;
+                rr = Some((p + 1) % t.partitions);
+                p
+            }
+        };
+        let st = match parts.get(&partition) {
+            Some(s) => *s,
+            None => load_part(conn, t.id, partition)?,
+        };
+        let mut st = st;
+
+        if let (Some(max), Some(total)) = (t.max_length, total.as_mut()) {
+            let max = i64::try_from(max).unwrap_or(i64::MAX);
+            if *total >= max {
+                match t.overflow {
+                    Overflow::Reject => {
+                        return Err(Error::TopicFull {
+                            topic: t.name.clone(),
+                            max: max as u64,
+                        });
+                    }
+                    Overflow::DropOldest => {
+                        // Drop the head of this partition, or of the fullest other one.
+                        let victim = if st.next > st.low {
+                            partition
+                        } else {
+                            fullest(conn, t, &parts)?
+                        };
+                        let mut vs = if victim == partition {
+                            st
+                        } else {
+                            match parts.get(&victim) {
+                                Some(s) => *s,
+                                None => load_part(conn, t.id, victim)?,
+                            }
+                        };
+                        if vs.next > vs.low {
+                            let len: i64 = conn
+                                .prepare_cached(
+                                    "DELETE FROM mq_messages WHERE topic_id = ?1 AND partition = ?2 AND offset = ?3
+                                     RETURNING length(payload)",
+                                )?
+                                .query_row(params![t.id, victim, vs.low], |r| r.get(0))
+                                .optional()?
+                                .unwrap_or(0);
+                            vs.low += 1;
+                            vs.bytes -= len;
+                            *total -= 1;
+                        }
+                        if victim == partition {
+                            st = vs;
+                        } else {
+                            parts.insert(victim, vs);
+                        }
+                    }
+                }
+            }
+            *total += 1;
+        }
+
+        let offset = st.next;
+        let ts = now.max(st.last_ts);
+        let visible_at = m.delay.map(|d| ts.saturating_add(topic::ms(d)));
+        let headers = if m.headers.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&m.headers).map_err(|e| Error::invalid(e.to_string()))?)
+        };
+        let payload_len = i64::try_from(m.payload.len()).unwrap_or(i64::MAX);
+        match std::str::from_utf8(&m.payload) {
+            Ok(text) => insert.execute(params![
+                t.id, partition, offset, ts, visible_at, m.key, headers, text, m.dedup_id
+            ])?,
+            Err(_) => insert.execute(params![
+                t.id, partition, offset, ts, visible_at, m.key, headers, m.payload, m.dedup_id
+            ])?,
+        };
+        if let Some(id) = m.dedup_id.as_deref() {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO mq_dedup (topic_id, dedup_id, partition, offset, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![t.id, id, partition, offset, now.saturating_add(topic::ms(t.dedup_window))])?;
+            batch_dedup.insert(id, (partition, offset));
+        }
+        st.next += 1;
+        st.last_ts = ts;
+        st.bytes += payload_len;
+        parts.insert(partition, st);
+        out.push(Published {
+            topic: t.name.clone(),
+            partition,
+            offset: u64::try_from(offset).unwrap_or(0),
+            duplicate: false,
+        });
+    }
+
+    let mut save = conn.prepare_cached(
+        "UPDATE mq_partitions SET next_offset = ?3, low_offset = ?4, last_ts = ?5, bytes = ?6
+         WHERE topic_id = ?1 AND partition = ?2",
+    )?;
+    for (p, s) in &parts {
+        save.execute(params![t.id, p, s.next, s.low, s.last_ts, s.bytes])?;
+    }
+    if let Some(next) = rr {
+        conn.execute(
+            "UPDATE mq_topics SET next_partition = ?2 WHERE id = ?1",
+            params![t.id, next],
+        )?;
+    }
+    for (p, s) in &parts {
+        apply_retention(conn, now, t, *p, s)?;
+    }
+    Ok(out)
+}
+
+fn load_part(conn: &Connection, topic_id: i64, partition: u32) -> Result<PartState> {
+    let mut st = conn.prepare_cached(
+        "SELECT next_offset, low_offset, last_ts, bytes FROM mq_partitions WHERE topic_id = ?1 AND partition = ?2",
+    )?;
+    Ok(st.query_row(params![topic_id, partition], |r| {
+        Ok(PartState {
+            next: r.get(0)?,
+            low: r.get(1)?,
+            last_ts: r.get(2)?,
+            bytes: r.get(3)?,
+        })
+    })?)
+}
+
+fn fullest(conn: &Connection, t: &TopicInfo, parts: &HashMap<u32, PartState>) -> Result<u32> {
+    let mut best = (0u32, -1i64);
+    for p in 0..t.partitions {
+        let s = match parts.get(&p) {
+            Some(s) => *s,
+            None => load_part(conn, t.id, p)?,
+        };
+        if s.next - s.low > best.1 {
+            best = (p, s.next - s.low);
+        }
+    }
+    Ok(best.0)
+}
+
+/// Trims a partition by age, count or size after an append (retention is per partition).
+fn apply_retention(
+    conn: &Connection,
+    now: i64,
+    t: &TopicInfo,
+    partition: u32,
+    s: &PartState,
+) -> Result<()> {
+    let below = match t.retention {
+        Retention::Forever | Retention::UntilConsumed => return Ok(()),
+        Retention::Messages(n) => {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            if s.next - s.low <= n {
+                return Ok(());
+            }
+            s.next - n
+        }
+        Retention::Age(d) => {
+            let cutoff = now.saturating_sub(topic::ms(d));
+            conn.prepare_cached(
+                "SELECT MIN(offset) FROM mq_messages WHERE topic_id = ?1 AND partition = ?2 AND ts >= ?3",
+            )?
+            .query_row(params![t.id, partition, cutoff], |r| r.get::<_, Option<i64>>(0))?
+            .unwrap_or(s.next)
+        }
+        Retention::Size(limit) => {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            if s.bytes <= limit {
+                return Ok(());
+            }
+            let mut excess = s.bytes - limit;
+            let mut below = s.low;
+            let mut st = conn.prepare_cached(
+                "SELECT offset, length(payload) FROM mq_messages WHERE topic_id = ?1 AND partition = ?2
+                 ORDER BY offset",
+            )?;
+            let mut rows = st.query(params![t.id, partition])?;
+            while excess > 0 {
+                let Some(row) = rows.next()? else { break };
+                let off: i64 = row.get(0)?;
+                let len: i64 = row.get(1)?;
+                excess -= len;
+                below = off + 1;
+            }
+            below
+        }
+    };
+    if below > s.low {
+        topic::trim_partition(conn, t.id, partition, below)?;
+    }
+    Ok(())
+}
+
+/// Forgets a bounded number of expired dedup ids (never a full scan per publish).
+fn prune_dedup(conn: &Connection, now: i64) -> Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM mq_dedup WHERE (topic_id, dedup_id) IN
+           (SELECT topic_id, dedup_id FROM mq_dedup WHERE expires_at <= ?1 LIMIT 64)",
+    )?
+    .execute([now])?;
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The SQLite file: opening, pragmas, schema and migrations.
+//!
+//! Invariants kept here:
+//! - every write transaction is `BEGIN IMMEDIATE` (see `Database::write`);
+//! - offsets and delivery ids come from explicit counters, never rowids;
+//! - a file that is not an mqlite database, or is newer than this build, is
+//!   refused before anything is written to it.
+
+mod schema;
+
+use std::fs::OpenOptions;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::db::Durability;
+use crate::{Error, Result};
+
+pub(crate) use schema::SCHEMA_VERSION;
+
+/// `PRAGMA application_id` of mqlite files: "MQLT".
+pub(crate) const APPLICATION_ID: i64 = 0x4D51_4C54;
+
+/// How long a connection waits for another writer before giving up.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+/// Opens (and, unless read-only, creates and migrates) the database file.
+pub(crate) fn open(path: &Path, durability: Durability, read_only: bool) -> Result<Connection> {
+    let existing = precheck(path, read_only)?;
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(64);
+
+    // Identify the file before changing anything in it.
+    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    if existing && (tables > 0 || app_id != 0) && app_id != APPLICATION_ID {
+        return Err(Error::NotADatabase {
+            path: path.to_path_buf(),
+            reason: "it is an SQLite database of another application".into(),
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(Error::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if read_only {
+        if version == 0 {
+            return Err(Error::NotADatabase {
+                path: path.to_path_buf(),
+                reason: "it is empty".into(),
+            });
+        }
+        conn.execute_batch("PRAGMA query_only = ON; PRAGMA mmap_size = 0;")?;
+        return Ok(conn);
+    }
+
+    // mmap off: memory-mapped I/O turns a transient WAL race into corruption.
+    conn.execute_batch(
+        "PRAGMA mmap_size = 0;
+         PRAGMA foreign_keys = OFF;
+         PRAGMA journal_size_limit = 67108864;
+         PRAGMA wal_autocheckpoint = 1000;
+         PRAGMA cache_size = -16384;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    if version == 0 {
+        // auto_vacuum must be set before the first table exists.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
+    }
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::invalid(format!(
+            "could not switch {} to WAL journal mode (got {mode})",
+            path.display()
+        )));
+    }
+    set_durability(&conn, durability)?;
+    schema::migrate(&conn, version)?;
+    Ok(conn)
+}
+
+/// Applies a durability level to a connection.
+pub(crate) fn set_durability(conn: &Connection, durability: Durability) -> Result<()> {
+    let sync = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+        Durability::Off => "OFF",
+    };
+    conn.execute_batch(&format!("PRAGMA synchronous = {sync};"))?;
+    Ok(())
+}
+
+/// Checks the file before SQLite opens it. Returns whether it already existed
+/// with content. Creates a missing file with mode 0600 (unless read-only).
+fn precheck(path: &Path, read_only: bool) -> Result<bool> {
+    match std::fs::File::open(path) {
+        Ok(mut f) => {
+            let mut header = [0u8; 16];
+            let mut n = 0;
+            while n < header.len() {
+                match f.read(&mut header[n..])? {
+                    0 => break,
+                    k => n += k,
+                }
+            }
+            if n == 0 {
+                return Ok(false);
+            }
+            if n < header.len() || &header != SQLITE_MAGIC {
+                return Err(Error::NotADatabase {
+                    path: path.to_path_buf(),
+                    reason: "it is not an SQLite file".into(),
+                });
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if read_only {
+                return Err(Error::Io(std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{} does not exist (read-only never creates a file)",
+                        path.display()
+                    ),
+                )));
+            }
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .or_else(|e| {
+                    // Someone else created it between our two calls: fine.
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        OpenOptions::new().read(true).open(path)
+                    } else {
+                        Err(e)
+                    }
+                })?;
+            Ok(false)
+        }
+        Err(e) => Err(Error::Io(e)),
+    }
+}
+
+/// The linked SQLite library version, e.g. "3.54.1".
+pub fn sqlite_version() -> &'static str {
+    rusqlite::version()
+}

@@ -1,0 +1,174 @@
+//! The on-disk schema and its forward-only migrations.
+//!
+//! Tables (all prefixed `mq_` so applications may keep their own tables in
+//! the same file):
+//! - `mq_meta`: named counters (`next_delivery_id`, `next_topic_id`, ...).
+//! - `mq_topics`: one row per topic or queue with its options.
+//! - `mq_partitions`: per partition the next offset to assign, the lowest
+//!   offset still stored, the last timestamp and the stored payload bytes.
+//!   Messages of a partition are always the dense range [low, next).
+//! - `mq_messages`: the log. `(topic_id, partition, offset)` is unique.
+//! - `mq_groups`, `mq_subscriptions`: consumer groups and what they read
+//!   (names and patterns).
+//! - `mq_cursors`: per group and partition, the next offset to deliver.
+//! - `mq_pending`: every message a cursor has passed that is not acked yet:
+//!   in flight (leased until `visible_at`), or waiting for (re)delivery.
+//!   The ack floor of a partition is the smallest pending offset, else the
+//!   cursor.
+//! - `mq_stale`: delivery ids replaced by a redelivery (for fencing errors).
+//! - `mq_dlq`: dead letters, each a copy of the message.
+
+use rusqlite::Connection;
+
+use super::APPLICATION_ID;
+use crate::Result;
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+const V1: &str = "
+CREATE TABLE mq_meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO mq_meta (name, value) VALUES ('next_delivery_id', 1), ('next_topic_id', 1), ('next_group_id', 1);
+
+CREATE TABLE mq_topics (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT NOT NULL UNIQUE,
+    kind            TEXT NOT NULL CHECK (kind IN ('topic', 'queue')),
+    partitions      INTEGER NOT NULL,
+    retention       TEXT NOT NULL,
+    retention_value INTEGER,
+    max_length      INTEGER,
+    overflow        TEXT NOT NULL DEFAULT 'reject',
+    dedup_window_ms INTEGER NOT NULL,
+    max_deliveries  INTEGER NOT NULL,
+    ack_wait_ms     INTEGER NOT NULL,
+    next_partition  INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER NOT NULL
+);
+
+CREATE TABLE mq_partitions (
+    topic_id    INTEGER NOT NULL,
+    partition   INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL DEFAULT 0,
+    low_offset  INTEGER NOT NULL DEFAULT 0,
+    last_ts     INTEGER NOT NULL DEFAULT 0,
+    bytes       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (topic_id, partition)
+) WITHOUT ROWID;
+
+CREATE TABLE mq_messages (
+    id         INTEGER PRIMARY KEY,
+    topic_id   INTEGER NOT NULL,
+    partition  INTEGER NOT NULL,
+    offset     INTEGER NOT NULL,
+    ts         INTEGER NOT NULL,
+    visible_at INTEGER,
+    key        TEXT,
+    headers    TEXT,
+    payload    BLOB NOT NULL,
+    dedup_id   TEXT
+);
+CREATE UNIQUE INDEX mq_messages_position ON mq_messages (topic_id, partition, offset);
+
+CREATE TABLE mq_dedup (
+    topic_id   INTEGER NOT NULL,
+    dedup_id   TEXT NOT NULL,
+    partition  INTEGER NOT NULL,
+    offset     INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, dedup_id)
+) WITHOUT ROWID;
+CREATE INDEX mq_dedup_expiry ON mq_dedup (expires_at);
+
+CREATE TABLE mq_groups (
+    id             INTEGER PRIMARY KEY,
+    name           TEXT NOT NULL UNIQUE,
+    queue_topic_id INTEGER,
+    ordered        INTEGER NOT NULL DEFAULT 0,
+    max_deliveries INTEGER,
+    ack_wait_ms    INTEGER,
+    start          TEXT NOT NULL,
+    start_value    INTEGER,
+    created_at     INTEGER NOT NULL
+);
+
+CREATE TABLE mq_subscriptions (
+    group_id   INTEGER NOT NULL,
+    target     TEXT NOT NULL,
+    is_pattern INTEGER NOT NULL,
+    PRIMARY KEY (group_id, target)
+) WITHOUT ROWID;
+
+CREATE TABLE mq_cursors (
+    group_id    INTEGER NOT NULL,
+    topic_id    INTEGER NOT NULL,
+    partition   INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (group_id, topic_id, partition)
+) WITHOUT ROWID;
+CREATE INDEX mq_cursors_topic ON mq_cursors (topic_id, partition);
+
+CREATE TABLE mq_pending (
+    group_id    INTEGER NOT NULL,
+    topic_id    INTEGER NOT NULL,
+    partition   INTEGER NOT NULL,
+    offset      INTEGER NOT NULL,
+    key         TEXT,
+    delivery_id INTEGER,
+    attempt     INTEGER NOT NULL,
+    member      TEXT,
+    visible_at  INTEGER NOT NULL,
+    last_error  TEXT,
+    PRIMARY KEY (group_id, topic_id, partition, offset)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX mq_pending_delivery ON mq_pending (delivery_id) WHERE delivery_id IS NOT NULL;
+CREATE INDEX mq_pending_visible ON mq_pending (group_id, visible_at);
+CREATE INDEX mq_pending_key ON mq_pending (group_id, topic_id, key, offset) WHERE key IS NOT NULL;
+
+CREATE TABLE mq_stale (
+    delivery_id INTEGER PRIMARY KEY,
+    group_id    INTEGER NOT NULL,
+    topic_id    INTEGER NOT NULL,
+    partition   INTEGER NOT NULL,
+    offset      INTEGER NOT NULL
+);
+CREATE INDEX mq_stale_message ON mq_stale (group_id, topic_id, partition, offset);
+
+CREATE TABLE mq_dlq (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic_id   INTEGER NOT NULL,
+    topic      TEXT NOT NULL,
+    group_id   INTEGER NOT NULL,
+    group_name TEXT NOT NULL,
+    partition  INTEGER NOT NULL,
+    offset     INTEGER NOT NULL,
+    ts         INTEGER NOT NULL,
+    key        TEXT,
+    headers    TEXT,
+    payload    BLOB NOT NULL,
+    attempts   INTEGER NOT NULL,
+    reason     TEXT NOT NULL,
+    failed_at  INTEGER NOT NULL
+);
+CREATE INDEX mq_dlq_group ON mq_dlq (topic, group_name);
+";
+
+/// Brings a file at `from` up to `SCHEMA_VERSION`, in one transaction.
+pub(crate) fn migrate(conn: &Connection, from: i64) -> Result<()> {
+    if from >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    // Re-read under the write lock: another process may have migrated meanwhile.
+    let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if now < 1 {
+        tx.execute_batch(V1)?;
+        tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))?;
+    }
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,487 @@
+//! Topics and queues: creation, options, listing.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::group;
+use crate::lang::ast::{Overflow, Retention, TopicKind};
+use crate::{Error, Result};
+
+/// Default ack wait (visibility timeout) of a topic's groups.
+pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+/// Default number of deliveries before a message is dead-lettered.
+pub const DEFAULT_MAX_DELIVERIES: u32 = 5;
+/// Default window in which a dedup id is remembered.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// Most partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 1024;
+
+/// Options of a topic or queue. `None` keeps the default (or, in ALTER, the current value).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopicOptions {
+    /// Number of partitions (default 1; a queue has 1).
+    pub partitions: Option<u32>,
+    /// Retention (default FOREVER for topics, UNTIL CONSUMED for queues).
+    pub retention: Option<Retention>,
+    /// MAX LENGTH: most messages stored at once.
+    pub max_length: Option<u64>,
+    /// What happens at MAX LENGTH (default REJECT).
+    pub overflow: Option<Overflow>,
+    /// DEDUP WINDOW.
+    pub dedup_window: Option<Duration>,
+    /// MAX DELIVERIES (default for the topic's groups).
+    pub max_deliveries: Option<u32>,
+    /// ACK WAIT (default for the topic's groups).
+    pub ack_wait: Option<Duration>,
+}
+
+/// A stored topic or queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicInfo {
+    /// Internal id (never reused).
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Topic or queue.
+    pub kind: TopicKind,
+    /// Partitions.
+    pub partitions: u32,
+    /// Retention.
+    pub retention: Retention,
+    /// MAX LENGTH.
+    pub max_length: Option<u64>,
+    /// OVERFLOW.
+    pub overflow: Overflow,
+    /// DEDUP WINDOW.
+    pub dedup_window: Duration,
+    /// MAX DELIVERIES.
+    pub max_deliveries: u32,
+    /// ACK WAIT.
+    pub ack_wait: Duration,
+}
+
+/// Counts of a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TopicStats {
+    /// Messages stored.
+    pub messages: u64,
+    /// Payload bytes stored.
+    pub bytes: u64,
+    /// Messages ever appended (sum of next offsets).
+    pub appended: u64,
+}
+
+pub(crate) fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn dur(ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+/// Checks a topic or group name.
+pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid(format!("{what} name must not be empty")));
+    }
+    if name.len() > 249 {
+        return Err(Error::invalid(format!(
+            "{what} name '{name}' is longer than 249 bytes"
+        )));
+    }
+    if name.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid(format!(
+            "{what} name {name:?} contains a control character"
+        )));
+    }
+    Ok(())
+}
+
+fn retention_to_sql(r: Retention) -> (&'static str, Option<i64>) {
+    match r {
+        Retention::Age(d) => ("age", Some(ms(d))),
+        Retention::Size(b) => ("size", Some(i64::try_from(b).unwrap_or(i64::MAX))),
+        Retention::Messages(n) => ("messages", Some(i64::try_from(n).unwrap_or(i64::MAX))),
+        Retention::UntilConsumed => ("until_consumed", None),
+        Retention::Forever => ("forever", None),
+    }
+}
+
+fn retention_from_sql(kind: &str, value: Option<i64>) -> Retention {
+    let v = value.unwrap_or(0);
+    match kind {
+        "age" => Retention::Age(dur(v)),
+        "size" => Retention::Size(u64::try_from(v).unwrap_or(0)),
+        "messages" => Retention::Messages(u64::try_from(v).unwrap_or(0)),
+        "until_consumed" => Retention::UntilConsumed,
+        _ => Retention::Forever,
+    }
+}
+
+fn check_options(kind: TopicKind, o: &TopicOptions) -> Result<()> {
+    if let Some(p) = o.partitions {
+        if p == 0 || p > MAX_PARTITIONS {
+            return Err(Error::invalid(format!(
+                "PARTITIONS must be between 1 and {MAX_PARTITIONS}, got {p}"
+            )));
+        }
+        if kind == TopicKind::Queue && p != 1 {
+            return Err(Error::invalid(
+                "a queue has exactly one partition; use a topic for more",
+            ));
+        }
+    }
+    if kind == TopicKind::Queue {
+        if let Some(r) = o.retention {
+            if r != Retention::UntilConsumed {
+                return Err(Error::invalid(
+                    "a queue's retention is always UNTIL CONSUMED; use a topic for other retention",
+                ));
+            }
+        }
+    }
+    match o.retention {
+        Some(Retention::Messages(0)) => {
+            return Err(Error::invalid("RETENTION must keep at least 1 message"));
+        }
+        Some(Retention::Size(0)) => {
+            return Err(Error::invalid("RETENTION size must be at least 1 byte"));
+        }
+        Some(Retention::Age(d)) if d.is_zero() => {
+            return Err(Error::invalid("RETENTION age must be longer than 0"));
+        }
+        _ => {}
+    }
+    if o.max_length == Some(0) {
+        return Err(Error::invalid("MAX LENGTH must be at least 1"));
+    }
+    if o.max_deliveries == Some(0) {
+        return Err(Error::invalid("MAX DELIVERIES must be at least 1"));
+    }
+    if o.ack_wait.is_some_and(|d| d.is_zero()) {
+        return Err(Error::invalid("ACK WAIT must be longer than 0"));
+    }
+    Ok(())
+}
+
+/// Creates a topic or queue. Returns false if it existed and `if_not_exists`.
+pub(crate) fn create(
+    conn: &Connection,
+    now: i64,
+    kind: TopicKind,
+    name: &str,
+    if_not_exists: bool,
+    o: &TopicOptions,
+) -> Result<bool> {
+    validate_name(
+        if kind == TopicKind::Queue {
+            "queue"
+        } else {
+            "topic"
+        },
+        name,
+    )?;
+    check_options(kind, o)?;
+    if let Some(existing) = find(conn, name)? {
+        if if_not_exists {
+            return Ok(false);
+        }
+        let _ = existing;
+        return Err(Error::TopicExists(name.to_string()));
+    }
+    if kind == TopicKind::Queue && group::find_id(conn, name)?.is_some() {
+        return Err(Error::invalid(format!(
+            "a group named '{name}' already exists; a queue's implicit group takes the queue's name"
+        )));
+    }
+    let partitions = o.partitions.unwrap_or(1);
+    let retention = o.retention.unwrap_or(match kind {
+        TopicKind::Topic => Retention::Forever,
+        TopicKind::Queue => Retention::UntilConsumed,
+    });
+    let (rk, rv) = retention_to_sql(retention);
+    let id = next_counter(conn, "next_topic_id")?;
+    conn.execute(
+        "INSERT INTO mq_topics (id, name, kind, partitions, retention, retention_value, max_length, overflow,
+                                dedup_window_ms, max_deliveries, ack_wait_ms, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            id,
+            name,
+            kind_str(kind),
+            partitions,
+            rk,
+            rv,
+            o.max_length.map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
+            overflow_str(o.overflow.unwrap_or(Overflow::Reject)),
+            ms(o.dedup_window.unwrap_or(DEFAULT_DEDUP_WINDOW)),
+            o.max_deliveries.unwrap_or(DEFAULT_MAX_DELIVERIES),
+            ms(o.ack_wait.unwrap_or(DEFAULT_ACK_WAIT)),
+            now,
+        ],
+    )?;
+    for p in 0..partitions {
+        conn.execute(
+            "INSERT INTO mq_partitions (topic_id, partition) VALUES (?1, ?2)",
+            params![id, p],
+        )?;
+    }
+    match kind {
+        TopicKind::Queue => group::create_queue_group(conn, now, id, name)?,
+        TopicKind::Topic => group::attach_new_topic(conn, id, name, partitions)?,
+    }
+    Ok(true)
+}
+
+/// Changes options of an existing topic or queue.
+pub(crate) fn alter(
+    conn: &Connection,
+    kind: TopicKind,
+    name: &str,
+    o: &TopicOptions,
+) -> Result<()> {
+    let t = get(conn, name)?;
+    if t.kind != kind {
+        return Err(Error::invalid(format!(
+            "'{name}' is a {}, not a {}",
+            kind_str(t.kind),
+            kind_str(kind)
+        )));
+    }
+    check_options(kind, o)?;
+    if let Some(p) = o.partitions {
+        if p < t.partitions {
+            return Err(Error::invalid(format!(
+                "PARTITIONS can only grow ('{name}' has {}; keyed messages would move)",
+                t.partitions
+            )));
+        }
+        for part in t.partitions..p {
+            conn.execute(
+                "INSERT INTO mq_partitions (topic_id, partition) VALUES (?1, ?2)",
+                params![t.id, part],
+            )?;
+            // Groups reading this topic read the new partition from its start.
+            conn.execute(
+                "INSERT OR IGNORE INTO mq_cursors (group_id, topic_id, partition, next_offset)
+                 SELECT DISTINCT group_id, topic_id, ?2, 0 FROM mq_cursors WHERE topic_id = ?1",
+                params![t.id, part],
+            )?;
+        }
+        conn.execute(
+            "UPDATE mq_topics SET partitions = ?2 WHERE id = ?1",
+            params![t.id, p],
+        )?;
+    }
+    if let Some(r) = o.retention {
+        let (rk, rv) = retention_to_sql(r);
+        conn.execute(
+            "UPDATE mq_topics SET retention = ?2, retention_value = ?3 WHERE id = ?1",
+            params![t.id, rk, rv],
+        )?;
+    }
+    if let Some(m) = o.max_length {
+        conn.execute(
+            "UPDATE mq_topics SET max_length = ?2 WHERE id = ?1",
+            params![t.id, i64::try_from(m).unwrap_or(i64::MAX)],
+        )?;
+    }
+    if let Some(ov) = o.overflow {
+        conn.execute(
+            "UPDATE mq_topics SET overflow = ?2 WHERE id = ?1",
+            params![t.id, overflow_str(ov)],
+        )?;
+    }
+    if let Some(d) = o.dedup_window {
+        conn.execute(
+            "UPDATE mq_topics SET dedup_window_ms = ?2 WHERE id = ?1",
+            params![t.id, ms(d)],
+        )?;
+    }
+    if let Some(m) = o.max_deliveries {
+        conn.execute(
+            "UPDATE mq_topics SET max_deliveries = ?2 WHERE id = ?1",
+            params![t.id, m],
+        )?;
+    }
+    if let Some(d) = o.ack_wait {
+        conn.execute(
+            "UPDATE mq_topics SET ack_wait_ms = ?2 WHERE id = ?1",
+            params![t.id, ms(d)],
+        )?;
+    }
+    Ok(())
+}
+
+/// Drops a topic or queue with its messages and group state. Returns false if missing and `if_exists`.
+pub(crate) fn drop(
+    conn: &Connection,
+    kind: TopicKind,
+    name: &str,
+    if_exists: bool,
+) -> Result<bool> {
+    let Some(t) = find(conn, name)? else {
+        if if_exists {
+            return Ok(false);
+        }
+        return Err(Error::TopicNotFound(name.to_string()));
+    };
+    if t.kind != kind {
+        return Err(Error::invalid(format!(
+            "'{name}' is a {}, not a {}: use DROP {}",
+            kind_str(t.kind),
+            kind_str(kind),
+            kind_str(t.kind).to_uppercase()
+        )));
+    }
+    for sql in [
+        "DELETE FROM mq_messages WHERE topic_id = ?1",
+        "DELETE FROM mq_partitions WHERE topic_id = ?1",
+        "DELETE FROM mq_dedup WHERE topic_id = ?1",
+        "DELETE FROM mq_cursors WHERE topic_id = ?1",
+        "DELETE FROM mq_pending WHERE topic_id = ?1",
+        "DELETE FROM mq_stale WHERE topic_id = ?1",
+        "DELETE FROM mq_topics WHERE id = ?1",
+    ] {
+        conn.execute(sql, [t.id])?;
+    }
+    if t.kind == TopicKind::Queue {
+        group::drop_queue_group(conn, t.id)?;
+    }
+    Ok(true)
+}
+
+pub(crate) fn kind_str(k: TopicKind) -> &'static str {
+    match k {
+        TopicKind::Topic => "topic",
+        TopicKind::Queue => "queue",
+    }
+}
+
+fn overflow_str(o: Overflow) -> &'static str {
+    match o {
+        Overflow::Reject => "reject",
+        Overflow::DropOldest => "drop_oldest",
+    }
+}
+
+const SELECT_TOPIC: &str =
+    "SELECT id, name, kind, partitions, retention, retention_value, max_length, overflow,
+        dedup_window_ms, max_deliveries, ack_wait_ms FROM mq_topics";
+
+fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TopicInfo> {
+    let kind: String = r.get(2)?;
+    let rk: String = r.get(4)?;
+    let overflow: String = r.get(7)?;
+    Ok(TopicInfo {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        kind: if kind == "queue" {
+            TopicKind::Queue
+        } else {
+            TopicKind::Topic
+        },
+        partitions: r.get(3)?,
+        retention: retention_from_sql(&rk, r.get(5)?),
+        max_length: r
+            .get::<_, Option<i64>>(6)?
+            .map(|v| u64::try_from(v).unwrap_or(0)),
+        overflow: if overflow == "drop_oldest" {
+            Overflow::DropOldest
+        } else {
+            Overflow::Reject
+        },
+        dedup_window: dur(r.get(8)?),
+        max_deliveries: r.get(9)?,
+        ack_wait: dur(r.get(10)?),
+    })
+}
+
+/// The topic or queue named `name`, if any.
+pub(crate) fn find(conn: &Connection, name: &str) -> Result<Option<TopicInfo>> {
+    let mut st = conn.prepare_cached(&format!("{SELECT_TOPIC} WHERE name = ?1"))?;
+    Ok(st.query_row([name], from_row).optional()?)
+}
+
+/// The topic or queue named `name`, or `TopicNotFound`.
+pub(crate) fn get(conn: &Connection, name: &str) -> Result<TopicInfo> {
+    find(conn, name)?.ok_or_else(|| Error::TopicNotFound(name.to_string()))
+}
+
+/// The topic with this id.
+pub(crate) fn by_id(conn: &Connection, id: i64) -> Result<Option<TopicInfo>> {
+    let mut st = conn.prepare_cached(&format!("{SELECT_TOPIC} WHERE id = ?1"))?;
+    Ok(st.query_row([id], from_row).optional()?)
+}
+
+/// Every topic and queue, by name.
+pub(crate) fn list(conn: &Connection) -> Result<Vec<TopicInfo>> {
+    let mut st = conn.prepare_cached(&format!("{SELECT_TOPIC} ORDER BY name"))?;
+    let rows = st.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Message and byte counts of a topic.
+pub(crate) fn stats(conn: &Connection, topic_id: i64) -> Result<TopicStats> {
+    let mut st = conn.prepare_cached(
+        "SELECT COALESCE(SUM(next_offset - low_offset), 0), COALESCE(SUM(bytes), 0), COALESCE(SUM(next_offset), 0)
+         FROM mq_partitions WHERE topic_id = ?1",
+    )?;
+    Ok(st.query_row([topic_id], |r| {
+        Ok(TopicStats {
+            messages: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+            bytes: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+            appended: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        })
+    })?)
+}
+
+/// Takes the next value of a named counter in `mq_meta`.
+pub(crate) fn next_counter(conn: &Connection, name: &str) -> Result<i64> {
+    let mut st = conn.prepare_cached(
+        "UPDATE mq_meta SET value = value + 1 WHERE name = ?1 RETURNING value - 1",
+    )?;
+    Ok(st.query_row([name], |r| r.get(0))?)
+}
+
+/// Deletes the messages of a partition below `below`, keeping `low_offset` and `bytes` true.
+/// Returns how many were deleted.
+pub(crate) fn trim_partition(
+    conn: &Connection,
+    topic_id: i64,
+    partition: u32,
+    below: i64,
+) -> Result<u64> {
+    let mut st = conn.prepare_cached(
+        "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM mq_messages
+         WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3",
+    )?;
+    let (n, bytes): (i64, i64) = st.query_row(params![topic_id, partition, below], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    if n > 0 {
+        conn.prepare_cached(
+            "DELETE FROM mq_messages WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3",
+        )?
+        .execute(params![topic_id, partition, below])?;
+    }
+    conn.prepare_cached(
+        "UPDATE mq_partitions SET low_offset = MAX(low_offset, MIN(?3, next_offset)), bytes = bytes - ?4
+         WHERE topic_id = ?1 AND partition = ?2",
+    )?
+    .execute(params![topic_id, partition, below, bytes])?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Deletes every message of a topic; returns how many.
+pub(crate) fn purge(conn: &Connection, name: &str) -> Result<u64> {
+    let t = get(conn, name)?;
+    let mut total = 0;
+    for p in 0..t.partitions {
+        total += trim_partition(conn, t.id, p, i64::MAX)?;
+    }
+    conn.execute("DELETE FROM mq_pending WHERE topic_id = ?1", [t.id])?;
+    conn.execute("DELETE FROM mq_stale WHERE topic_id = ?1", [t.id])?;
+    Ok(total)
+}
