@@ -338,9 +338,13 @@ fn fields<'a>(input: &'a str, out: &mut Vec<PathSegment>) -> PResult<'a, ()> {
         out.push(PathSegment::Field(n));
         return Ok((rest, ()));
     }
-    let n = ident_len(i);
+    let mut n = ident_len(i);
     if n == 0 {
         return failure(i, "expected a field name");
+    }
+    // `data."x.y"`: the dot before a quoted field separates, it is not part of `data`.
+    if i[..n].ends_with('.') && i[n..].starts_with('"') {
+        n -= 1;
     }
     let word = &i[..n];
     if word.split('.').any(str::is_empty) {
@@ -448,6 +452,8 @@ mod tests {
         );
         assert_eq!(parse("\"my field\".x"), path_of(&["my field", "x"]));
         assert_eq!(parse("group"), path_of(&["group"]));
+        assert_eq!(parse("data.\"x.y\"[1]").to_string(), "data.\"x.y\"[1]");
+        assert_eq!(parse("\"and\".x"), path_of(&["and", "x"]));
     }
 
     #[test]
