@@ -708,11 +708,11 @@ fn source_def(
         },
         Source::Topics => {
             let rows = topics_rows(conn)?;
-            values_source(rows, TOPICS_COLUMNS, "TOPICS", params)
+            values_source(rows, TOPICS_COLUMNS, "TOPICS", "m.name", params)
         }
         Source::Groups => {
             let rows = groups_rows(conn, now, None)?;
-            values_source(rows, GROUPS_COLUMNS, "GROUPS", params)
+            values_source(rows, GROUPS_COLUMNS, "GROUPS", "m.grp, m.topic", params)
         }
     })
 }
@@ -722,6 +722,7 @@ fn values_source(
     rows: Vec<Vec<SqlValue>>,
     columns: &'static [Column],
     label: &str,
+    order: &'static str,
     params: &mut Vec<SqlValue>,
 ) -> SourceDef {
     let names: Vec<String> = columns
@@ -766,7 +767,7 @@ fn values_source(
         columns,
         payload_paths: false,
         label: label.into(),
-        default_order: Some("1, 2"),
+        default_order: Some(order),
     }
 }
 

@@ -1,0 +1,422 @@
+//! Every statement of the language: its happy path and its bad input.
+//! Bad input gets a clear error naming what was wrong and changes nothing.
+
+mod common;
+
+use common::{err, open, rows, snapshot};
+use serde_json::json;
+
+/// Asserts that `sql` fails with an error containing `want` and leaves the database as it was.
+fn refused(db: &mqlite::Database, sql: &str, want: &str) {
+    let before = snapshot(db);
+    let e = err(db, sql);
+    assert!(
+        e.contains(want),
+        "{sql}: error {e:?} does not mention {want:?}"
+    );
+    assert_eq!(
+        snapshot(db),
+        before,
+        "{sql}: a refused statement changed the database"
+    );
+}
+
+fn setup() -> common::TestDb {
+    let t = open();
+    t.db.execute(
+        "CREATE TOPIC orders PARTITIONS 2 RETENTION 7d MAX DELIVERIES 3 ACK WAIT 1m;
+         CREATE QUEUE jobs;
+         SUBSCRIBE GROUP g TO orders FROM BEGINNING;
+         PUBLISH orders KEY 'a' {\"n\": 1, \"data\": {\"total\": 10}};
+         PUBLISH orders KEY 'a' {\"n\": 2, \"data\": {\"total\": 20}};
+         PUBLISH orders KEY 'b' {\"n\": 3, \"data\": {\"total\": 5.5}};
+         PUBLISH jobs 'j1';",
+    )
+    .unwrap();
+    t
+}
+
+#[test]
+fn create() {
+    let t = setup();
+    let db = &t.db;
+    db.execute("CREATE TOPIC t1 PARTITIONS 4 RETENTION 1000 MESSAGES MAX LENGTH 10 OVERFLOW DROP OLDEST DEDUP WINDOW 1h").unwrap();
+    let d = rows(db, "SELECT * FROM TOPICS WHERE name = 't1'");
+    assert_eq!(d[0]["partitions"], 4);
+    assert_eq!(d[0]["retention"], "1000 MESSAGES");
+    assert_eq!(d[0]["max_length"], 10);
+    assert_eq!(d[0]["overflow"], "DROP OLDEST");
+    assert_eq!(d[0]["dedup_window"], "1h");
+    db.execute("CREATE TOPIC IF NOT EXISTS t1 PARTITIONS 9")
+        .unwrap();
+    assert_eq!(
+        rows(db, "SELECT partitions FROM TOPICS WHERE name = 't1'")[0]["partitions"],
+        4
+    );
+    db.execute("CREATE TOPIC sized RETENTION 10MB; CREATE QUEUE IF NOT EXISTS jobs")
+        .unwrap();
+    refused(db, "CREATE TOPIC orders", "topic 'orders' already exists");
+    refused(db, "CREATE QUEUE orders", "already exists");
+    refused(
+        db,
+        "CREATE TOPIC t2 PARTITIONS 0",
+        "PARTITIONS must be at least 1",
+    );
+    refused(db, "CREATE TOPIC t2 PARTITIONS 5000", "PARTITIONS must be between 1 and 1024");
+    refused(
+        db,
+        "CREATE TOPIC t2 PARTITIONS 2 PARTITIONS 3",
+        "PARTITIONS given twice",
+    );
+    refused(
+        db,
+        "CREATE TOPIC t2 MAX DELIVERIES 0",
+        "MAX DELIVERIES must be at least 1",
+    );
+    refused(
+        db,
+        "CREATE TOPIC t2 RETENTION 0 MESSAGES",
+        "at least 1 message",
+    );
+    refused(
+        db,
+        "CREATE TOPIC t2 ACK WAIT 0s",
+        "ACK WAIT must be longer than 0",
+    );
+    refused(db, "CREATE TOPIC", "syntax error");
+    refused(db, "CREATE TOPIK t2", "syntax error");
+    refused(db, "CREATE TOPIC t2 RETENTION forever-ish", "syntax error");
+    refused(db, "CREATE QUEUE g", "a group named 'g' already exists");
+}
+
+#[test]
+fn alter() {
+    let t = setup();
+    let db = &t.db;
+    db.execute("ALTER TOPIC orders SET PARTITIONS 3, MAX DELIVERIES 7, RETENTION FOREVER")
+        .unwrap();
+    let d = rows(
+        db,
+        "SELECT partitions, max_deliveries, retention FROM TOPICS WHERE name = 'orders'",
+    );
+    assert_eq!(
+        d[0],
+        json!({"partitions": 3, "max_deliveries": 7, "retention": "FOREVER"})
+    );
+    // The group reads the new partition too.
+    db.execute("PUBLISH orders PARTITION 2 'p2'").unwrap();
+    let got = rows(db, "CONSUME 10 FROM orders GROUP g");
+    assert!(got.iter().any(|r| r["payload"] == "p2"));
+    db.execute("ALTER QUEUE jobs SET ACK WAIT 5s").unwrap();
+    refused(
+        db,
+        "ALTER TOPIC nope SET PARTITIONS 2",
+        "topic 'nope' does not exist",
+    );
+    refused(db, "ALTER TOPIC orders SET PARTITIONS 1", "can only grow");
+    refused(
+        db,
+        "ALTER TOPIC jobs SET MAX LENGTH 5",
+        "is a queue, not a topic",
+    );
+    refused(db, "ALTER TOPIC orders SET", "syntax error");
+    refused(
+        db,
+        "ALTER TOPIC orders SET MAX LENGTH 0",
+        "MAX LENGTH must be at least 1",
+    );
+}
+
+#[test]
+fn drop() {
+    let t = setup();
+    let db = &t.db;
+    refused(db, "DROP TOPIC nope", "topic 'nope' does not exist");
+    refused(db, "DROP QUEUE orders", "is a topic, not a queue");
+    refused(db, "DROP orders", "syntax error");
+    db.execute("DROP TOPIC IF EXISTS nope; DROP TOPIC orders; DROP QUEUE jobs")
+        .unwrap();
+    assert!(rows(db, "SHOW TOPICS").is_empty());
+    assert!(rows(db, "SHOW QUEUES").is_empty());
+    assert!(
+        rows(db, "SHOW GROUPS").is_empty(),
+        "the group read only orders"
+    );
+    // A topic created again under the same name starts empty, at offset 0.
+    db.execute("CREATE TOPIC orders").unwrap();
+    assert_eq!(rows(db, "PUBLISH orders 'x'")[0]["offset"], 0);
+}
+
+#[test]
+fn show_and_describe() {
+    let t = setup();
+    let db = &t.db;
+    let topics = rows(db, "SHOW TOPICS");
+    assert_eq!(topics.len(), 1);
+    assert_eq!(topics[0]["name"], "orders");
+    assert_eq!(topics[0]["messages"], 3);
+    assert_eq!(topics[0]["retention"], "7d");
+    let queues = rows(db, "SHOW QUEUES");
+    assert_eq!(queues[0]["name"], "jobs");
+    assert_eq!(queues[0]["messages"], 1);
+    let groups = rows(db, "SHOW GROUPS");
+    assert_eq!(groups.len(), 2, "g and the queue's own group: {groups:?}");
+    let on = rows(db, "SHOW GROUPS ON orders");
+    assert_eq!(on.len(), 1);
+    assert_eq!(on[0]["group"], "g");
+    assert_eq!(on[0]["lag"], 3);
+    let d = rows(db, "DESCRIBE orders");
+    let get = |k: &str| {
+        d.iter()
+            .find(|r| r["property"] == k)
+            .map(|r| r["value"].clone())
+    };
+    assert_eq!(get("partitions"), Some(json!(2)));
+    assert_eq!(get("ack_wait"), Some(json!("1m")));
+    assert_eq!(get("max_deliveries"), Some(json!(3)));
+    refused(db, "DESCRIBE nope", "topic 'nope' does not exist");
+    refused(db, "SHOW GROUPS ON nope", "topic 'nope' does not exist");
+    refused(db, "SHOW TABLES", "syntax error");
+}
+
+#[test]
+fn publish() {
+    let t = setup();
+    let db = &t.db;
+    let r = rows(
+        db,
+        "PUBLISH TO orders HEADERS (source = 'web') 'a', 'b', {\"c\": [1, 2]}",
+    );
+    assert_eq!(r.len(), 3);
+    assert!(
+        r.iter()
+            .all(|x| x["topic"] == "orders" && x["duplicate"] == false)
+    );
+    let last = rows(
+        db,
+        "SELECT headers, payload FROM orders WHERE payload = '{\"c\": [1, 2]}'",
+    );
+    assert_eq!(last[0]["headers"], json!({"source": "web"}));
+    refused(db, "PUBLISH nope 'x'", "topic 'nope' does not exist");
+    refused(db, "PUBLISH orders", "syntax error");
+    refused(db, "PUBLISH orders 'unterminated", "syntax error");
+    refused(db, "PUBLISH orders {\"bad\": }", "JSON");
+    refused(
+        db,
+        "PUBLISH orders PARTITION 9 'x'",
+        "partition 9 does not exist",
+    );
+    refused(
+        db,
+        "PUBLISH orders HEADERS (a = '1', a = '2') 'x'",
+        "header 'a' is given twice",
+    );
+    refused(db, "PUBLISH orders PARTITION -1 'x'", "syntax error");
+
+    let dir = tempfile::tempdir().unwrap();
+    let small = mqlite::Database::builder(dir.path().join("s.db"))
+        .max_payload(16)
+        .open()
+        .unwrap();
+    small.execute("CREATE QUEUE q").unwrap();
+    refused(
+        &small,
+        "PUBLISH q 'this payload is longer than sixteen bytes'",
+        "over the limit of 16 bytes",
+    );
+    // A batch with one bad payload stores none of them.
+    refused(
+        &small,
+        "PUBLISH q 'ok', 'this payload is longer than sixteen bytes'",
+        "over the limit",
+    );
+}
+
+#[test]
+fn subscribe_and_unsubscribe() {
+    let t = setup();
+    let db = &t.db;
+    db.execute("SUBSCRIBE GROUP h TO orders, 'audit.*' FROM OFFSET 1 ORDERED MAX DELIVERIES 2 ACK WAIT 10s").unwrap();
+    let g = rows(db, "SELECT * FROM GROUPS WHERE group = 'h'");
+    assert_eq!(g[0]["ordered"], 1);
+    refused(
+        db,
+        "SUBSCRIBE GROUP h2 TO nope",
+        "topic 'nope' does not exist",
+    );
+    refused(db, "SUBSCRIBE GROUP h2 TO 'a..b'", "empty word");
+    refused(db, "SUBSCRIBE GROUP h2 TO jobs", "is a queue");
+    refused(db, "SUBSCRIBE GROUP jobs TO orders", "implicit group");
+    refused(db, "SUBSCRIBE GROUP h2 orders", "syntax error");
+    refused(
+        db,
+        "SUBSCRIBE GROUP h2 TO orders FROM TIMESTAMP 'yesterday'",
+        "syntax error",
+    );
+    refused(db, "UNSUBSCRIBE GROUP nope", "group 'nope' does not exist");
+    refused(db, "UNSUBSCRIBE GROUP h FROM nope", "not subscribed");
+    refused(db, "UNSUBSCRIBE GROUP jobs", "implicit group of a queue");
+    db.execute("UNSUBSCRIBE GROUP h FROM 'audit.*'; UNSUBSCRIBE GROUP h")
+        .unwrap();
+    assert!(rows(db, "SELECT * FROM GROUPS WHERE group = 'h'").is_empty());
+}
+
+#[test]
+fn consume_ack_nack() {
+    let t = setup();
+    let db = &t.db;
+    let got = rows(db, "CONSUME 2 FROM orders GROUP g MEMBER 'w1' ACK WAIT 5s");
+    assert_eq!(got.len(), 2);
+    let ids: Vec<String> = got.iter().map(|r| r["delivery"].to_string()).collect();
+    db.execute(&format!("ACK {}", ids[0])).unwrap();
+    db.execute(&format!("NACK {} DELAY 1m", ids[1])).unwrap();
+    let j = rows(db, "CONSUME FROM jobs WAIT 10ms");
+    assert_eq!(j[0]["payload"], "j1");
+    db.execute(&format!("NACK {} DEAD 'cannot parse'", j[0]["delivery"]))
+        .unwrap();
+    assert_eq!(
+        rows(db, "SELECT reason FROM DLQ")[0]["reason"],
+        "cannot parse"
+    );
+    refused(
+        db,
+        "CONSUME FROM nope GROUP g",
+        "topic 'nope' does not exist",
+    );
+    refused(
+        db,
+        "CONSUME FROM orders GROUP nope",
+        "group 'nope' does not exist",
+    );
+    refused(db, "CONSUME FROM GROUP nope", "group 'nope' does not exist");
+    refused(db, "CONSUME FROM orders", "is a topic");
+    refused(db, "CONSUME ten FROM orders", "syntax error");
+    refused(db, "CONSUME FROM orders GROUP g WAIT soon", "syntax error");
+    refused(db, "ACK 123456", "delivery 123456 is unknown");
+    refused(db, &format!("ACK {}", ids[0]), "is unknown");
+    refused(db, "ACK", "syntax error");
+    refused(db, "ACK abc", "syntax error");
+    refused(db, "NACK 123456 DEAD", "delivery 123456 is unknown");
+    refused(db, "NACK 1 LATER", "syntax error");
+}
+
+#[test]
+fn select() {
+    let t = setup();
+    let db = &t.db;
+    assert_eq!(rows(db, "SELECT COUNT(*) FROM orders")[0]["COUNT(*)"], 3);
+    let r = rows(
+        db,
+        "SELECT offset, key, n, data.total FROM orders WHERE key = 'a' ORDER BY offset DESC",
+    );
+    assert_eq!(
+        r,
+        [
+            json!({"offset": 1, "key": "a", "n": 2, "data.total": 20}),
+            json!({"offset": 0, "key": "a", "n": 1, "data.total": 10})
+        ]
+    );
+    let r = rows(
+        db,
+        "SELECT key, COUNT(*) AS c, SUM(data.total) AS total FROM orders GROUP BY key ORDER BY c DESC",
+    );
+    assert_eq!(r[0], json!({"key": "a", "c": 2, "total": 30}));
+    assert_eq!(r[1], json!({"key": "b", "c": 1, "total": 5.5}));
+    let r = rows(
+        db,
+        "SELECT n FROM orders WHERE data.total > 6 AND n IN (1, 2, 3) ORDER BY n LIMIT 1 OFFSET 1",
+    );
+    assert_eq!(r, [json!({"n": 2})]);
+    let r = rows(
+        db,
+        "SELECT n FROM orders WHERE key LIKE 'b%' OR partition BETWEEN 5 AND 6",
+    );
+    assert_eq!(r, [json!({"n": 3})]);
+    let r = rows(
+        db,
+        "SELECT COUNT(*) AS c FROM orders WHERE timestamp >= '-1h' AND missing IS NULL",
+    );
+    assert_eq!(r[0]["c"], 3);
+    let r = rows(db, "SELECT data FROM orders WHERE n = 1");
+    assert_eq!(
+        r[0]["data"],
+        json!({"total": 10}),
+        "a JSON object stays an object"
+    );
+    let r = rows(db, "SELECT * FROM orders LIMIT 1");
+    let keys: Vec<&String> = r[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 6);
+    assert_eq!(
+        rows(db, "SELECT name FROM TOPICS ORDER BY name"),
+        [json!({"name": "jobs"}), json!({"name": "orders"})]
+    );
+    // Reading changes no group state.
+    assert_eq!(
+        rows(db, "SELECT lag FROM GROUPS WHERE group = 'g'")[0]["lag"],
+        3
+    );
+    refused(db, "SELECT * FROM nope", "topic 'nope' does not exist");
+    refused(
+        db,
+        "SELECT foo FROM TOPICS",
+        "unknown column 'foo' in TOPICS",
+    );
+    refused(
+        db,
+        "SELECT * FROM orders WHERE COUNT(*) > 1",
+        "not allowed in WHERE",
+    );
+    refused(db, "SELECT SUM(*) FROM orders", "syntax error");
+    refused(db, "SELECT FROM orders", "syntax error");
+    refused(
+        db,
+        "SELECT * FROM orders WHERE timestamp > 'noon'",
+        "is not a timestamp",
+    );
+    refused(db, "SELECT * FROM orders LIMIT -1", "syntax error");
+}
+
+#[test]
+fn purge_and_check() {
+    let t = setup();
+    let db = &t.db;
+    assert_eq!(rows(db, "CHECK"), [json!({"result": "ok"})]);
+    assert_eq!(rows(db, "PURGE orders"), [json!({"purged": 3})]);
+    assert_eq!(rows(db, "SELECT COUNT(*) AS c FROM orders")[0]["c"], 0);
+    assert_eq!(
+        rows(db, "PUBLISH orders KEY 'a' 'x'")[0]["offset"],
+        2,
+        "offsets are never reused"
+    );
+    assert_eq!(rows(db, "CHECK"), [json!({"result": "ok"})]);
+    refused(db, "PURGE nope", "topic 'nope' does not exist");
+}
+
+#[test]
+fn statements_of_later_issues_say_not_supported_yet() {
+    let t = setup();
+    let db = &t.db;
+    for sql in [
+        "BEGIN",
+        "EXPORT orders TO '/tmp/x.jsonl'",
+        "IMPORT '/tmp/x.jsonl' INTO orders",
+        "BENCH publish",
+        "TAIL orders",
+    ] {
+        let e = err(db, sql);
+        assert!(e.contains("not supported yet"), "{sql}: {e}");
+    }
+}
+
+#[test]
+fn a_failed_statement_in_a_script_stops_it_and_earlier_ones_stand() {
+    let t = setup();
+    let db = &t.db;
+    let e = err(db, "PUBLISH jobs 'j2'; PUBLISH nope 'x'; PUBLISH jobs 'j3'");
+    assert!(e.contains("'nope'"));
+    assert_eq!(rows(db, "SELECT COUNT(*) AS c FROM jobs")[0]["c"], 2);
+    // A syntax error anywhere runs nothing.
+    let e = err(db, "PUBLISH jobs 'j4'; PUBLISH jobs oops oops");
+    assert!(e.contains("syntax error"), "{e}");
+    assert_eq!(rows(db, "SELECT COUNT(*) AS c FROM jobs")[0]["c"], 2);
+}
