@@ -62,7 +62,7 @@ impl Display for Dur {
             ("m", 60_000),
             ("s", 1000),
         ] {
-            if ms != 0 && ms % len == 0 {
+            if ms != 0 && ms.is_multiple_of(len) {
                 return write!(f, "{}{unit}", ms / len);
             }
         }
@@ -77,7 +77,7 @@ impl Display for Size {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
         let b = self.0;
         for (unit, len) in [("GB", 1u64 << 30), ("MB", 1 << 20), ("KB", 1 << 10)] {
-            if b != 0 && b % len == 0 {
+            if b != 0 && b.is_multiple_of(len) {
                 return write!(f, "{}{unit}", b / len);
             }
         }
@@ -559,8 +559,8 @@ fn field(f: &mut Formatter<'_>, name: &str, first: bool) -> fmt::Result {
     let bare = !name.is_empty()
         && ident_len(name) == name.len()
         && !name.contains('.')
-        && !(first
-            && RESERVED_IN_EXPR
+        && (!first
+            || !RESERVED_IN_EXPR
                 .iter()
                 .any(|r| r.eq_ignore_ascii_case(name)));
     if bare {

@@ -294,10 +294,10 @@ fn primary(input: &str, depth: usize) -> PResult<'_, Expr> {
             return Ok((after, Expr::Literal(lit)));
         }
     }
-    if let Some(func) = function_of(word) {
-        if let Some(args) = skip_ws(after).strip_prefix('(') {
-            return function(args, func, depth);
-        }
+    if let Some(func) = function_of(word)
+        && let Some(args) = skip_ws(after).strip_prefix('(')
+    {
+        return function(args, func, depth);
     }
     if RESERVED_IN_EXPR
         .iter()

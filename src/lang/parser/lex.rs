@@ -351,10 +351,10 @@ pub(crate) fn timestamp(input: &str) -> PResult<'_, TimeSpec> {
         Err(e) => return Err(e),
     };
     if let Some(ago) = text.strip_prefix('-') {
-        if let Ok(("", d)) = duration(ago) {
-            if !ago.starts_with(char::is_whitespace) {
-                return Ok((rest, TimeSpec::Ago(d)));
-            }
+        if let Ok(("", d)) = duration(ago)
+            && !ago.starts_with(char::is_whitespace)
+        {
+            return Ok((rest, TimeSpec::Ago(d)));
         }
     } else if let Ok(ts) = text.parse::<jiff::Timestamp>() {
         return Ok((rest, TimeSpec::Absolute(ts.as_millisecond())));

@@ -175,11 +175,14 @@ impl ParseError {
     ///                                      ^
     /// ```
     pub fn render(&self, source: &str) -> String {
-        let line = source.lines().nth(self.line - 1).unwrap_or("");
+        let line = source
+            .lines()
+            .nth(self.line.saturating_sub(1))
+            .unwrap_or("");
         let line = line.strip_suffix('\r').unwrap_or(line);
         let pad: String = line
             .chars()
-            .take(self.column - 1)
+            .take(self.column.saturating_sub(1))
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
         format!("{self}\n{line}\n{pad}^")
@@ -294,6 +297,15 @@ pub fn parse_statement(input: &str) -> Result<Statement, ParseError> {
         return Err(ParseError::at(input, input.len() - rest.len(), message));
     }
     Ok(statement)
+}
+
+impl std::str::FromStr for Statement {
+    type Err = ParseError;
+
+    /// Same as [`parse_statement`].
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_statement(s)
+    }
 }
 
 /// True when the text is ready to run in the REPL: its last token outside
@@ -643,7 +655,7 @@ mod tests {
         );
         assert_eq!(ok("PURGE \"DLQ\""), Statement::Purge("DLQ".into()));
         assert_eq!(ok("PURGE orders"), Statement::Purge("orders".into()));
-        assert_eq!(ok("begin"), Statement::Begin);
+        assert_eq!("begin".parse::<Statement>(), Ok(Statement::Begin));
         assert_eq!(ok("COMMIT;"), Statement::Commit);
         assert_eq!(ok("Rollback"), Statement::Rollback);
         assert_eq!(ok("CHECK"), Statement::Check);
