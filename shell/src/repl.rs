@@ -153,27 +153,39 @@ impl Completer for ReplHelper {
                 .collect();
             return Ok((start, commands));
         }
-        let names = self.db.topic_names().unwrap_or_default();
-        let groups = self.db.group_names().unwrap_or_default();
-        let mut candidates: Vec<String> = names
-            .into_iter()
-            .take(MAX_NAMES)
-            .chain(groups.into_iter().take(MAX_NAMES))
-            .filter(|n| starts_with_ignore_case(n, word))
-            .collect();
         let lower =
             word.chars().any(|c| c.is_lowercase()) && !word.chars().any(|c| c.is_uppercase());
+        let in_case = |k: &str| {
+            if lower {
+                k.to_lowercase()
+            } else {
+                k.to_uppercase()
+            }
+        };
+        let mut candidates: Vec<String> = Vec::new();
+        let context = previous_word(&before[..start]).to_ascii_uppercase();
+        let (topics, groups, keywords): (bool, bool, &[&str]) = match context.as_str() {
+            // psql-style: the word before decides what can come next.
+            "GROUP" => (false, true, &[]),
+            "PUBLISH" => (true, false, &["TO"]),
+            "PURGE" | "REQUEUE" => (true, false, &["DLQ"]),
+            "TO" | "DESCRIBE" | "TAIL" | "INTO" | "ON" | "REPLAY" | "EXISTS" => (true, false, &[]),
+            _ => (true, true, KEYWORDS),
+        };
+        if topics {
+            let names = self.db.topic_names().unwrap_or_default();
+            candidates.extend(names.into_iter().take(MAX_NAMES));
+        }
+        if groups {
+            let names = self.db.group_names().unwrap_or_default();
+            candidates.extend(names.into_iter().take(MAX_NAMES));
+        }
+        candidates.retain(|n| starts_with_ignore_case(n, word));
         candidates.extend(
-            KEYWORDS
+            keywords
                 .iter()
                 .filter(|k| starts_with_ignore_case(k, word))
-                .map(|k| {
-                    if lower {
-                        k.to_lowercase()
-                    } else {
-                        k.to_uppercase()
-                    }
-                }),
+                .map(|k| in_case(k)),
         );
         candidates.sort();
         candidates.dedup();
@@ -201,6 +213,18 @@ fn pair(text: String) -> Pair {
         display: text.clone(),
         replacement: text,
     }
+}
+
+/// The last whole word of `text` (empty at the start of a statement).
+fn previous_word(text: &str) -> &str {
+    let text = text.trim_end();
+    let start = text
+        .char_indices()
+        .rev()
+        .take_while(|&(_, c)| is_name_char(c))
+        .last()
+        .map_or(text.len(), |(i, _)| i);
+    &text[start..]
 }
 
 /// Characters of an unquoted name (`order.placed`, `email-service`) or a dot-command.
@@ -332,6 +356,14 @@ mod tests {
             highlight(&line),
             format!("{KEYWORD}{}{RESET} x", keyword.to_lowercase())
         );
+    }
+
+    #[test]
+    fn previous_word_skips_the_current_one() {
+        assert_eq!(previous_word("PUBLISH "), "PUBLISH");
+        assert_eq!(previous_word("CONSUME 2 FROM jobs GROUP  "), "GROUP");
+        assert_eq!(previous_word(""), "");
+        assert_eq!(previous_word("x ("), "");
     }
 
     #[test]
