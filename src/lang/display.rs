@@ -686,3 +686,80 @@ impl Display for Statement {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lang::parse_statement;
+
+    fn canonical(src: &str) -> String {
+        match parse_statement(src) {
+            Ok(s) => s.to_string(),
+            Err(e) => panic!("{}", e.render(src)),
+        }
+    }
+
+    #[test]
+    fn durations_and_sizes_use_the_largest_exact_unit() {
+        assert_eq!(Dur(Duration::from_secs(90)).to_string(), "90s");
+        assert_eq!(Dur(Duration::from_secs(120)).to_string(), "2m");
+        assert_eq!(Dur(Duration::from_millis(1500)).to_string(), "1500ms");
+        assert_eq!(Dur(Duration::from_secs(86400 * 7)).to_string(), "7d");
+        assert_eq!(Dur(Duration::ZERO).to_string(), "0ms");
+        assert_eq!(Size(512).to_string(), "512B");
+        assert_eq!(Size(64 << 10).to_string(), "64KB");
+        assert_eq!(Size(3 << 30).to_string(), "3GB");
+        assert_eq!(Size(0).to_string(), "0B");
+    }
+
+    #[test]
+    fn names_and_strings_are_quoted_when_needed() {
+        assert_eq!(canonical("describe order.placed"), "DESCRIBE order.placed");
+        assert_eq!(canonical("describe \"my topic\""), "DESCRIBE \"my topic\"");
+        assert_eq!(canonical("purge \"dlq\""), "PURGE \"dlq\"");
+        assert_eq!(canonical("describe \"a\"\"b\""), "DESCRIBE \"a\"\"b\"");
+        assert_eq!(canonical("publish t 'it''s'"), "PUBLISH TO t 'it''s'");
+    }
+
+    #[test]
+    fn statements_print_canonically() {
+        assert_eq!(
+            canonical("create topic t retention 120s ack wait 90s dedup window 1500ms"),
+            "CREATE TOPIC t RETENTION 2m ACK WAIT 90s DEDUP WINDOW 1500ms"
+        );
+        assert_eq!(
+            canonical("subscribe group g to t from timestamp '2024-01-15T10:30:00.250+01:00'"),
+            "SUBSCRIBE GROUP g TO t FROM TIMESTAMP '2024-01-15T09:30:00.25Z'"
+        );
+        assert_eq!(
+            canonical("replay t group g from timestamp '-90m'"),
+            "REPLAY t GROUP g FROM TIMESTAMP '-90m'"
+        );
+        assert_eq!(
+            canonical("publish t  {\"a\": 1} ,'x'"),
+            "PUBLISH TO t {\"a\": 1}, 'x'"
+        );
+    }
+
+    #[test]
+    fn expressions_are_parenthesised_where_needed() {
+        assert_eq!(
+            canonical(
+                "select count(*), sum(data.total) as s from t where a = 1 or not b and c between 1 + 2 and 4"
+            ),
+            "SELECT COUNT(*), SUM(data.total) AS s FROM t WHERE (a = 1) OR ((NOT b) AND (c BETWEEN (1 + 2) AND 4))"
+        );
+        assert_eq!(
+            canonical("select -(5), -5, - x from t"),
+            "SELECT -(5), -5, -x FROM t"
+        );
+        assert_eq!(
+            canonical("select data.items[0].price, \"not\" from t"),
+            "SELECT data.items[0].price, \"not\" FROM t"
+        );
+        assert_eq!(
+            canonical("select 1.0, 1e300, 0.1 from t"),
+            "SELECT 1.0, 1e300, 0.1 FROM t"
+        );
+    }
+}
