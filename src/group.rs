@@ -574,6 +574,27 @@ pub(crate) fn parse_headers(h: Option<&str>) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// A due pending row: topic, partition, offset, key, current delivery id, attempt, last error.
+struct DueRow(
+    i64,
+    u32,
+    i64,
+    Option<String>,
+    Option<i64>,
+    u32,
+    Option<String>,
+);
+
+/// A message past a cursor: offset, ts, visible_at, key, headers, payload.
+struct ScanRow(
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Vec<u8>,
+);
+
 /// Leases up to `spec.max` messages: due redeliveries first, then new messages.
 pub(crate) fn consume(
     conn: &Connection,
@@ -603,21 +624,21 @@ pub(crate) fn consume(
         let want = i64::try_from(spec.max - out.len())
             .unwrap_or(i64::MAX)
             .saturating_add(32);
-        let due: Vec<(i64, u32, i64, Option<String>, Option<i64>, u32, Option<String>)> = conn
+        let due: Vec<DueRow> = conn
             .prepare_cached(
                 "SELECT topic_id, partition, offset, key, delivery_id, attempt, last_error FROM mq_pending
                  WHERE group_id = ?1 AND visible_at <= ?2 AND (?3 IS NULL OR topic_id = ?3)
                  ORDER BY visible_at, topic_id, partition, offset LIMIT ?4",
             )?
             .query_map(params![g.id, now, filter, want], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                Ok(DueRow(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
             })?
             .collect::<rusqlite::Result<_>>()?;
         if due.is_empty() {
             break;
         }
         let mut removed = false;
-        for (tid, part, off, key, old_id, attempt, last_error) in due {
+        for DueRow(tid, part, off, key, old_id, attempt, last_error) in due {
             if out.len() >= spec.max {
                 break;
             }
@@ -626,14 +647,12 @@ pub(crate) fn consume(
                 removed = true;
                 continue;
             };
-            if g.ordered {
-                if let Some(k) = &key {
-                    if keys_out.contains(&(tid, part, k.clone()))
-                        || earlier_pending_same_key(conn, g.id, tid, part, k, off)?
-                    {
-                        continue;
-                    }
-                }
+            if g.ordered
+                && let Some(k) = &key
+                && (keys_out.contains(&(tid, part, k.clone()))
+                    || earlier_pending_same_key(conn, g.id, tid, part, k, off)?)
+            {
+                continue;
             }
             let Some(msg) = load_message(conn, tid, part, off)? else {
                 // Trimmed by retention while pending: nothing left to deliver.
@@ -705,17 +724,17 @@ pub(crate) fn consume(
             let wait = spec.ack_wait.or(g.ack_wait).unwrap_or(t.ack_wait);
             let remaining = spec.max - out.len();
             let scan = if g.ordered { remaining + 64 } else { remaining };
-            let rows: Vec<(i64, i64, Option<i64>, Option<String>, Option<String>, Vec<u8>)> = conn
+            let rows: Vec<ScanRow> = conn
                 .prepare_cached(
                     "SELECT offset, ts, visible_at, key, headers, payload FROM mq_messages
                      WHERE topic_id = ?1 AND partition = ?2 AND offset >= ?3 ORDER BY offset LIMIT ?4",
                 )?
                 .query_map(params![tid, part, cursor.max(low), i64::try_from(scan).unwrap_or(i64::MAX)], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, blob(r, 5)?))
+                    Ok(ScanRow(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, blob(r, 5)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let mut new_cursor = cursor;
-            for (off, ts, visible_at, key, headers, payload) in rows {
+            for ScanRow(off, ts, visible_at, key, headers, payload) in rows {
                 if out.len() >= spec.max {
                     break;
                 }

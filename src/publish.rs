@@ -106,16 +106,16 @@ pub(crate) fn append(
                 limit: max_payload,
             });
         }
-        if let Some(p) = m.partition {
-            if p >= t.partitions {
-                return Err(Error::invalid(format!(
-                    "partition {p} does not exist: '{}' has {} partition{} (0..{})",
-                    t.name,
-                    t.partitions,
-                    if t.partitions == 1 { "" } else { "s" },
-                    t.partitions - 1
-                )));
-            }
+        if let Some(p) = m.partition
+            && p >= t.partitions
+        {
+            return Err(Error::invalid(format!(
+                "partition {p} does not exist: '{}' has {} partition{} (0..{})",
+                t.name,
+                t.partitions,
+                if t.partitions == 1 { "" } else { "s" },
+                t.partitions - 1
+            )));
         }
         if m.headers.keys().any(|k| k.is_empty()) {
             return Err(Error::invalid("a header name must not be empty"));

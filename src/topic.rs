@@ -132,14 +132,13 @@ fn check_options(kind: TopicKind, o: &TopicOptions) -> Result<()> {
             ));
         }
     }
-    if kind == TopicKind::Queue {
-        if let Some(r) = o.retention {
-            if r != Retention::UntilConsumed {
-                return Err(Error::invalid(
-                    "a queue's retention is always UNTIL CONSUMED; use a topic for other retention",
-                ));
-            }
-        }
+    if kind == TopicKind::Queue
+        && let Some(r) = o.retention
+        && r != Retention::UntilConsumed
+    {
+        return Err(Error::invalid(
+            "a queue's retention is always UNTIL CONSUMED; use a topic for other retention",
+        ));
     }
     match o.retention {
         Some(Retention::Messages(0)) => {

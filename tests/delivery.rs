@@ -158,8 +158,14 @@ fn ordered_groups_never_have_two_messages_of_one_key_in_flight() {
         .consume(&ConsumeRequest::topic("acct", "ledger").max(10))
         .unwrap();
     let p: Vec<String> = more.iter().map(|d| d.payload_str().into_owned()).collect();
-    assert!(p.contains(&"a1".to_string()) && !p.contains(&"a2".to_string()), "a1 again before a2: {p:?}");
-    assert!(p.contains(&"b2".to_string()), "B moves on once b1 is acked: {p:?}");
+    assert!(
+        p.contains(&"a1".to_string()) && !p.contains(&"a2".to_string()),
+        "a1 again before a2: {p:?}"
+    );
+    assert!(
+        p.contains(&"b2".to_string()),
+        "B moves on once b1 is acked: {p:?}"
+    );
 }
 
 #[test]

@@ -128,7 +128,13 @@ fn four_producer_processes_and_a_consumer_lose_and_duplicate_nothing() {
     let unique: HashSet<String> = unique.into_iter().map(String::from).collect();
     let mut missing: Vec<&String> = want.difference(&unique).collect();
     missing.sort();
-    assert!(missing.is_empty(), "{} of {} messages never delivered, e.g. {:?}", missing.len(), want.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{} of {} messages never delivered, e.g. {:?}",
+        missing.len(),
+        want.len(),
+        &missing[..missing.len().min(10)]
+    );
     assert_eq!(unique.len(), want.len(), "nothing unexpected");
 
     // Per producer, the queue kept publish order.

@@ -224,12 +224,33 @@ fn queue_misuse_is_refused() {
     assert!(err(db, "CONSUME FROM orders").contains("is a topic"));
     // The grammar has no PARTITIONS/RETENTION for queues; the library refuses them too.
     err(db, "CREATE QUEUE q2 PARTITIONS 3");
-    let opts = mqlite::TopicOptions { partitions: Some(3), ..Default::default() };
-    assert!(db.create_queue("q2", &opts).unwrap_err().to_string().contains("one partition"));
-    let opts = mqlite::TopicOptions { retention: Some(mqlite::Retention::Age(Duration::from_secs(60))), ..Default::default() };
-    assert!(db.create_queue("q3", &opts).unwrap_err().to_string().contains("UNTIL CONSUMED"));
+    let opts = mqlite::TopicOptions {
+        partitions: Some(3),
+        ..Default::default()
+    };
+    assert!(
+        db.create_queue("q2", &opts)
+            .unwrap_err()
+            .to_string()
+            .contains("one partition")
+    );
+    let opts = mqlite::TopicOptions {
+        retention: Some(mqlite::Retention::Age(Duration::from_secs(60))),
+        ..Default::default()
+    };
+    assert!(
+        db.create_queue("q3", &opts)
+            .unwrap_err()
+            .to_string()
+            .contains("UNTIL CONSUMED")
+    );
     assert!(err(db, "DROP TOPIC jobs").contains("is a queue"));
     assert!(err(db, "CONSUME 0 FROM jobs").contains("at least 1"));
     let big = ConsumeRequest::queue("jobs").max(mqlite::MAX_CONSUME + 1);
-    assert!(db.consume(&big).unwrap_err().to_string().contains("between 1 and"));
+    assert!(
+        db.consume(&big)
+            .unwrap_err()
+            .to_string()
+            .contains("between 1 and")
+    );
 }

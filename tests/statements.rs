@@ -32,7 +32,7 @@ fn setup() -> common::TestDb {
          PUBLISH orders KEY 'b' {\"n\": 3, \"data\": {\"total\": 5.5}};
          PUBLISH jobs 'j1';",
     )
-    .unwrap();
+    .expect("setup");
     t
 }
 
@@ -62,7 +62,11 @@ fn create() {
         "CREATE TOPIC t2 PARTITIONS 0",
         "PARTITIONS must be at least 1",
     );
-    refused(db, "CREATE TOPIC t2 PARTITIONS 5000", "PARTITIONS must be between 1 and 1024");
+    refused(
+        db,
+        "CREATE TOPIC t2 PARTITIONS 5000",
+        "PARTITIONS must be between 1 and 1024",
+    );
     refused(
         db,
         "CREATE TOPIC t2 PARTITIONS 2 PARTITIONS 3",

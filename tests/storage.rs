@@ -8,8 +8,8 @@ use mqlite::{Database, Error};
 
 fn files_in(dir: &std::path::Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .expect("read dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     v.sort();
     v
@@ -56,24 +56,19 @@ fn wal_mode_and_full_durability_by_default() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.db");
     drop(Database::open(&path).unwrap());
-    let conn = rusqlite_check(&path);
+    let conn = header_modes(&path);
     assert_eq!(conn.0, "wal");
     assert_eq!(conn.1, 2, "auto_vacuum = INCREMENTAL");
 }
 
-fn rusqlite_check(path: &std::path::Path) -> (String, i64) {
-    // Read the header bytes instead of linking rusqlite in tests: WAL is
-    // recorded as file format version 2 at offsets 18 and 19; auto_vacuum
-    // incremental is the big-endian u32 at offset 64 (largest root page, nonzero)
-    // together with offset 64+? -- keep it simple: check bytes 18/19 and 52/64.
-    let b = std::fs::read(path).unwrap();
-    let wal = if b[18] == 2 && b[19] == 2 {
-        "wal"
-    } else {
-        "rollback"
-    };
-    let incremental = u32::from_be_bytes([b[64], b[65], b[66], b[67]]);
+/// Journal mode and auto_vacuum, read from the database header: bytes 18-19
+/// are 2 in WAL mode; offset 52 (largest root page) is non-zero with
+/// auto-vacuum, and offset 64 is non-zero for incremental vacuum.
+fn header_modes(path: &std::path::Path) -> (String, i64) {
+    let b = std::fs::read(path).expect("read db");
+    let wal = if b[18] == 2 && b[19] == 2 { "wal" } else { "rollback" };
     let largest_root = u32::from_be_bytes([b[52], b[53], b[54], b[55]]);
+    let incremental = u32::from_be_bytes([b[64], b[65], b[66], b[67]]);
     let av = match (largest_root, incremental) {
         (0, _) => 0,
         (_, 0) => 1,

@@ -326,11 +326,12 @@ pub(crate) fn select(conn: &Connection, now: i64, q: &Select) -> Result<ResultSe
         }
         sql.push_str(" ORDER BY ");
         sql.push_str(&parts.join(", "));
-    } else if q.group_by.is_empty() && !has_aggregate {
-        if let Some(o) = source.default_order {
-            sql.push_str(" ORDER BY ");
-            sql.push_str(o);
-        }
+    } else if q.group_by.is_empty()
+        && !has_aggregate
+        && let Some(o) = source.default_order
+    {
+        sql.push_str(" ORDER BY ");
+        sql.push_str(o);
     }
     if let Some(limit) = q.limit {
         sql.push_str(&format!(
@@ -462,12 +463,11 @@ impl Compiler<'_> {
 
     /// ORDER BY / GROUP BY term: an alias of a select item, or an expression.
     fn order_term(&mut self, e: &Expr) -> Result<String> {
-        if let Expr::Path(segs) = e {
-            if let [PathSegment::Field(name)] = segs.as_slice() {
-                if let Some(i) = self.aliases.get(name) {
-                    return Ok(format!("\"c{i}\""));
-                }
-            }
+        if let Expr::Path(segs) = e
+            && let [PathSegment::Field(name)] = segs.as_slice()
+            && let Some(i) = self.aliases.get(name)
+        {
+            return Ok(format!("\"c{i}\""));
         }
         Ok(self.expr(e, Mode::Value, 0)?.0)
     }
@@ -476,20 +476,19 @@ impl Compiler<'_> {
         let Some(PathSegment::Field(first)) = segs.first() else {
             return Err(Error::invalid("a column name must start with a name"));
         };
-        if segs.len() == 1 {
-            if let Some(col) = self
+        if segs.len() == 1
+            && let Some(col) = self
                 .source
                 .columns
                 .iter()
                 .find(|c| c.name.eq_ignore_ascii_case(first))
-            {
-                let kind = if mode == Mode::Value && col.kind == Kind::Headers {
-                    Kind::Plain
-                } else {
-                    col.kind
-                };
-                return Ok((col.sql.to_string(), kind));
-            }
+        {
+            let kind = if mode == Mode::Value && col.kind == Kind::Headers {
+                Kind::Plain
+            } else {
+                col.kind
+            };
+            return Ok((col.sql.to_string(), kind));
         }
         let headers_col = self.source.columns.iter().find(|c| c.kind == Kind::Headers);
         let (target, path_segs) = match headers_col {
@@ -548,18 +547,16 @@ impl Compiler<'_> {
 
     /// An operand compared with a timestamp column: strings are read as times.
     fn operand(&mut self, e: &Expr, against_time: bool, depth: usize) -> Result<(String, Kind)> {
-        if against_time {
-            if let Expr::Literal(Literal::String(s)) = e {
-                let ms = parse_time_literal(self.now, s).ok_or_else(|| {
+        if against_time && let Expr::Literal(Literal::String(s)) = e {
+            let ms = parse_time_literal(self.now, s).ok_or_else(|| {
                     Error::invalid(format!(
                         "'{s}' is not a timestamp: expected RFC 3339 like '2024-01-15T10:30:00Z' or relative like '-1h'"
                     ))
                 })?;
-                return Ok((
-                    format!("?{}", self.bind(SqlValue::Integer(ms))),
-                    Kind::Plain,
-                ));
-            }
+            return Ok((
+                format!("?{}", self.bind(SqlValue::Integer(ms))),
+                Kind::Plain,
+            ));
         }
         self.expr(e, Mode::Value, depth + 1)
     }

@@ -11,7 +11,7 @@ pub(crate) fn display_duration(d: Duration) -> String {
         ("m", 60_000),
         ("s", 1000),
     ] {
-        if ms != 0 && ms % len == 0 {
+        if ms != 0 && ms.is_multiple_of(len) {
             return format!("{}{unit}", ms / len);
         }
     }
@@ -21,7 +21,7 @@ pub(crate) fn display_duration(d: Duration) -> String {
 /// A size in the largest 1024-based unit that divides it exactly: `512B`, `64KB`.
 pub(crate) fn display_size(b: u64) -> String {
     for (unit, len) in [("GB", 1u64 << 30), ("MB", 1 << 20), ("KB", 1 << 10)] {
-        if b != 0 && b % len == 0 {
+        if b != 0 && b.is_multiple_of(len) {
             return format!("{}{unit}", b / len);
         }
     }
