@@ -54,10 +54,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         (false, None) if io::stdout().is_terminal() => Mode::Table,
         (false, None) => Mode::Jsonl,
     };
-    let db = Database::builder(&cli.database)
+    let db = match Database::builder(&cli.database)
         .read_only(cli.readonly)
         .open()
-        .with_context(|| format!("cannot open {}", cli.database.display()))?;
+    {
+        Ok(db) => db,
+        Err(e) => {
+            // Most open errors name the file already; say it once.
+            let path = cli.database.display().to_string();
+            let message = e.to_string();
+            if message.contains(&path) {
+                anyhow::bail!(message);
+            }
+            anyhow::bail!("cannot open {path}: {message}");
+        }
+    };
     let mut shell = Shell::new(db, RenderOptions::new(mode));
 
     let source = match cli.statements {

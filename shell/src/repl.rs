@@ -347,15 +347,53 @@ mod tests {
     }
 
     #[test]
-    fn keywords_are_coloured_once_the_parser_lists_them() {
-        let Some(keyword) = KEYWORDS.first() else {
-            return;
-        };
-        let line = format!("{} x", keyword.to_lowercase());
+    fn keywords_are_coloured_in_any_case() {
         assert_eq!(
-            highlight(&line),
-            format!("{KEYWORD}{}{RESET} x", keyword.to_lowercase())
+            highlight("select x FROM t"),
+            format!("{KEYWORD}select{RESET} x {KEYWORD}FROM{RESET} t")
         );
+        assert_eq!(highlight("selected"), "selected");
+    }
+
+    fn completions(helper: &ReplHelper, line: &str) -> Vec<String> {
+        let history = rustyline::history::MemHistory::new();
+        let ctx = rustyline::Context::new(&history);
+        let (start, pairs) = helper.complete(line, line.len(), &ctx).expect("complete");
+        pairs
+            .into_iter()
+            .map(|p| format!("{}{}", &line[..start], p.replacement))
+            .collect()
+    }
+
+    #[test]
+    fn completion_offers_what_fits_the_previous_word() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Database::open(dir.path().join("c.db")).expect("open");
+        db.execute(
+            "CREATE TOPIC orders; CREATE TOPIC order.placed; SUBSCRIBE GROUP billing TO orders;",
+        )
+        .expect("setup");
+        let helper = ReplHelper {
+            hinter: HistoryHinter::new(),
+            db,
+        };
+        assert_eq!(
+            completions(&helper, "PUBLISH ord"),
+            ["PUBLISH order.placed", "PUBLISH orders"]
+        );
+        assert_eq!(
+            completions(&helper, "PUBLISH order."),
+            ["PUBLISH order.placed"]
+        );
+        assert_eq!(completions(&helper, "publish t"), ["publish to"]);
+        assert_eq!(completions(&helper, "sel"), ["select"]);
+        assert_eq!(completions(&helper, "SEL"), ["SELECT"]);
+        assert_eq!(
+            completions(&helper, "CONSUME FROM orders GROUP b"),
+            ["CONSUME FROM orders GROUP billing"]
+        );
+        assert_eq!(completions(&helper, "  .mo"), ["  .mode"]);
+        assert!(completions(&helper, "PUBLISH ").is_empty());
     }
 
     #[test]

@@ -219,18 +219,39 @@ pub fn at_statement_start(text: &str) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn dot_lines_between_statements_are_found() {
-        // The parser may still be a stub: only check the dot-command side.
-        let items = split_script(".mode csv\n  .timer on\n").expect("only dot-commands");
-        let lines: Vec<_> = items
+    fn shapes(items: &[Item]) -> Vec<&str> {
+        items
             .iter()
             .map(|i| match i {
                 Item::Dot(l) => l.as_str(),
                 Item::Statement(_) => "statement",
             })
-            .collect();
-        assert_eq!(lines, [".mode csv", ".timer on"]);
+            .collect()
+    }
+
+    #[test]
+    fn dot_lines_between_statements_are_found() {
+        let script = ".mode csv\nCREATE QUEUE jobs;\n  .timer on\n\
+                      PUBLISH jobs 'a\n.not a command';\n.read x.mql\n";
+        let items = split_script(script).expect("parses");
+        assert_eq!(
+            shapes(&items),
+            [
+                ".mode csv",
+                "statement",
+                ".timer on",
+                "statement",
+                ".read x.mql"
+            ]
+        );
+    }
+
+    #[test]
+    fn syntax_errors_point_into_the_original_text() {
+        let script = ".mode csv\nCREATE QUEUE jobs;\nPUBLISH jobs 'a' 'b';\n";
+        let err = split_script(script).expect_err("two payloads need a comma");
+        assert_eq!(err.line, 3);
+        assert_eq!(&script[err.position..err.position + 3], "'b'");
     }
 
     #[test]
