@@ -24,6 +24,7 @@ struct Cli {
     database: PathBuf,
     /// Statements to run, separated by `;`. Without them, standard input is
     /// run, or the interactive shell starts when it is a terminal.
+    #[arg(allow_hyphen_values = true)]
     statements: Option<String>,
     /// Output format [default: table on a terminal, jsonl otherwise].
     #[arg(long, value_enum)]

@@ -12,7 +12,7 @@ use mqlite::lang::{ParseError, is_complete, parse_script};
 use mqlite::{Database, Session};
 
 use crate::dot;
-use crate::render::{self, Batch, RenderOptions};
+use crate::render::{self, Batch, Mode, RenderOptions};
 
 /// Why a script or statement stopped.
 #[derive(Debug)]
@@ -59,6 +59,8 @@ pub struct Shell {
     pub render: RenderOptions,
     /// Print `Run Time: ...` after each statement (`.timer`).
     pub timer: bool,
+    /// Line mode has printed a row, so the next row needs a blank line first.
+    line_rows_printed: bool,
     /// How many `.read` files are open inside each other.
     pub read_depth: usize,
     /// True while a statement runs, so Ctrl-C knows whether to interrupt it.
@@ -74,6 +76,7 @@ impl Shell {
             session,
             render,
             timer: false,
+            line_rows_printed: false,
             read_depth: 0,
             running: Arc::new(AtomicBool::new(false)),
         }
@@ -123,7 +126,14 @@ impl Shell {
         let start = Instant::now();
         let stdout = io::stdout();
         let mut out = BufWriter::new(stdout.lock());
-        let mut batch = Batch::First;
+        // In line mode, `More` only adds a blank line before the first row,
+        // which keeps the rows of consecutive statements apart too.
+        let mut batch = if self.render.mode == Mode::Line && self.line_rows_printed {
+            Batch::More
+        } else {
+            Batch::First
+        };
+        let mut printed_rows = false;
         let mut write_error: Option<io::Error> = None;
         let opts = &self.render;
         let flag = self.session.interrupt_flag();
@@ -133,6 +143,7 @@ impl Shell {
             // Flush every batch: TAIL prints as messages arrive.
             let written = render::render(&mut out, &rs, opts, batch).and_then(|()| out.flush());
             batch = Batch::More;
+            printed_rows |= !rs.rows.is_empty();
             written.map_err(|e| {
                 let err = mqlite::Error::Io(io::Error::new(e.kind(), e.to_string()));
                 write_error = Some(e);
@@ -140,6 +151,7 @@ impl Shell {
             })
         });
         self.running.store(false, Ordering::SeqCst);
+        self.line_rows_printed |= printed_rows && self.render.mode == Mode::Line;
         let interrupted = flag.swap(false, Ordering::SeqCst);
         if let Some(e) = write_error {
             return Err(e.into());

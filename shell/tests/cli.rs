@@ -414,3 +414,31 @@ fn a_closed_stdout_is_not_an_error() {
     assert!(status.status.success());
     assert_eq!(String::from_utf8_lossy(&status.stderr), "");
 }
+
+#[test]
+fn statements_may_start_with_a_comment() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("shop.db");
+    run(&db, "-- set up\nCREATE QUEUE jobs;")
+        .success()
+        .stdout("");
+    run(&db, "-- nothing to do").success().stdout("");
+}
+
+#[test]
+fn line_mode_separates_rows_of_consecutive_statements() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("shop.db");
+    let assert = mqlite()
+        .args(["--mode", "line"])
+        .arg(&db)
+        .arg("CREATE QUEUE jobs; PUBLISH jobs 'a'; PUBLISH jobs 'b';")
+        .assert()
+        .success();
+    let out = String::from_utf8_lossy(&assert.get_output().stdout).into_owned();
+    assert_eq!(
+        out,
+        "    topic = jobs\npartition = 0\n   offset = 0\nduplicate = false\n\n\
+         \x20   topic = jobs\npartition = 0\n   offset = 1\nduplicate = false\n"
+    );
+}
