@@ -275,7 +275,7 @@ impl Database {
         f(&conn, now)
     }
 
-    fn wake_waiters(&self) {
+    pub(crate) fn wake_waiters(&self) {
         let mut seq = self
             .inner
             .notify
@@ -552,6 +552,17 @@ impl Database {
             return Ok(());
         }
         self.write("NACK", |c, now| group::nack(c, now, ids, action))?;
+        self.wake_waiters();
+        Ok(())
+    }
+
+    /// Moves a group's cursor on a topic (REPLAY). Deliveries in flight at or
+    /// past the new position are dropped and delivered again from the log.
+    ///
+    /// # Errors
+    /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`, `InvalidArgument`.
+    pub fn replay(&self, topic: &str, group: &str, from: crate::lang::ast::ReplayFrom) -> Result<()> {
+        self.write("REPLAY", |c, now| group::replay(c, now, topic, group, from))?;
         self.wake_waiters();
         Ok(())
     }

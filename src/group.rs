@@ -13,7 +13,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::dlq;
-use crate::lang::ast::{NackAction, Retention, StartFrom, TimeSpec, TopicKind};
+use crate::lang::ast::{NackAction, ReplayFrom, Retention, StartFrom, TimeSpec, TopicKind};
 use crate::topic::{self, TopicInfo};
 use crate::{Error, Result};
 
@@ -229,6 +229,7 @@ fn delete_group(conn: &Connection, id: i64) -> Result<()> {
         "DELETE FROM mq_cursors WHERE group_id = ?1",
         "DELETE FROM mq_pending WHERE group_id = ?1",
         "DELETE FROM mq_stale WHERE group_id = ?1",
+        "DELETE FROM mq_requeued WHERE group_id = ?1",
         "DELETE FROM mq_groups WHERE id = ?1",
     ] {
         conn.execute(sql, [id])?;
@@ -509,6 +510,7 @@ pub(crate) fn unsubscribe(conn: &Connection, group: &str, from: Option<&str>) ->
                 "DELETE FROM mq_cursors WHERE group_id = ?1 AND topic_id = ?2",
                 "DELETE FROM mq_pending WHERE group_id = ?1 AND topic_id = ?2",
                 "DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2",
+                "DELETE FROM mq_requeued WHERE group_id = ?1 AND topic_id = ?2",
             ] {
                 conn.execute(sql, params![g.id, tid])?;
             }
@@ -544,15 +546,20 @@ struct StoredMessage {
 
 fn load_message(
     conn: &Connection,
+    group_id: i64,
     topic_id: i64,
     partition: u32,
     offset: i64,
 ) -> Result<Option<StoredMessage>> {
     Ok(conn
         .prepare_cached(
-            "SELECT ts, key, headers, payload FROM mq_messages WHERE topic_id = ?1 AND partition = ?2 AND offset = ?3",
+            "SELECT ts, key, headers, payload FROM mq_messages WHERE topic_id = ?1 AND partition = ?2 AND offset = ?3
+             UNION ALL
+             SELECT ts, key, headers, payload FROM mq_requeued
+             WHERE group_id = ?4 AND topic_id = ?1 AND partition = ?2 AND offset = ?3
+             LIMIT 1",
         )?
-        .query_row(params![topic_id, partition, offset], |r| {
+        .query_row(params![topic_id, partition, offset, group_id], |r| {
             Ok(StoredMessage { ts: r.get(0)?, key: r.get(1)?, headers: r.get(2)?, payload: blob(r, 3)? })
         })
         .optional()?)
@@ -654,7 +661,7 @@ pub(crate) fn consume(
             {
                 continue;
             }
-            let Some(msg) = load_message(conn, tid, part, off)? else {
+            let Some(msg) = load_message(conn, g.id, tid, part, off)? else {
                 // Trimmed by retention while pending: nothing left to deliver.
                 delete_pending(conn, g.id, tid, part, off)?;
                 removed = true;
@@ -842,6 +849,10 @@ fn delete_pending(conn: &Connection, gid: i64, tid: i64, part: u32, off: i64) ->
         .execute(params![gid, tid, part, off])?;
     conn.prepare_cached("DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4")?
         .execute(params![gid, tid, part, off])?;
+    conn.prepare_cached(
+        "DELETE FROM mq_requeued WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4",
+    )?
+    .execute(params![gid, tid, part, off])?;
     Ok(())
 }
 
@@ -962,4 +973,78 @@ pub(crate) fn nack(conn: &Connection, now: i64, ids: &[u64], action: &NackAction
         }
     }
     trim_touched(conn, touched)
+}
+
+/// REPLAY: moves a group's cursor on one topic. In-flight and waiting
+/// deliveries at or past the new position are dropped (they will be
+/// delivered again from the log, attempt 1).
+pub(crate) fn replay(conn: &Connection, now: i64, topic_name: &str, group: &str, from: ReplayFrom) -> Result<()> {
+    let t = topic::get(conn, topic_name)?;
+    let g = get(conn, group)?;
+    if !reads_topic(conn, g.id, t.id)? {
+        return Err(Error::NotSubscribed { group: group.to_string(), topic: topic_name.to_string() });
+    }
+    let (start, only): (StartFrom, Option<u32>) = match from {
+        ReplayFrom::Beginning => (StartFrom::Beginning, None),
+        ReplayFrom::Latest => (StartFrom::Latest, None),
+        ReplayFrom::Offset { offset, partition } => (StartFrom::Offset(offset), partition),
+        ReplayFrom::Timestamp(ts) => (StartFrom::Timestamp(ts), None),
+    };
+    if let Some(p) = only
+        && p >= t.partitions
+    {
+        return Err(Error::invalid(format!(
+            "partition {p} does not exist: '{}' has {} partition(s)",
+            t.name, t.partitions
+        )));
+    }
+    for p in 0..t.partitions {
+        if only.is_some_and(|o| o != p) {
+            continue;
+        }
+        let off = start_offset(conn, now, t.id, p, start)?;
+        for sql in [
+            "DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset >= ?4",
+            "DELETE FROM mq_requeued WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset >= ?4",
+            "DELETE FROM mq_pending WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset >= ?4",
+            "UPDATE mq_cursors SET next_offset = ?4 WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3",
+        ] {
+            conn.execute(sql, params![g.id, t.id, p, off])?;
+        }
+        trim_consumed(conn, &t, p)?;
+    }
+    Ok(())
+}
+
+/// Puts dead letters back in front of their group: the message is delivered
+/// again to that group only, attempts reset. Returns how many.
+pub(crate) fn requeue(conn: &Connection, now: i64, dlq_ids: &[i64]) -> Result<u64> {
+    let mut n = 0;
+    for &id in dlq_ids {
+        let (gid, gname, tid, tname, part, off): (i64, String, i64, String, u32, i64) = conn
+            .prepare_cached("SELECT group_id, group_name, topic_id, topic, partition, offset FROM mq_dlq WHERE id = ?1")?
+            .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))?;
+        if !reads_topic(conn, gid, tid)? {
+            return Err(Error::invalid(format!(
+                "dead letter {id} belongs to group '{gname}' on '{tname}', which no longer exists or no longer reads it; \
+                 PURGE DLQ removes it"
+            )));
+        }
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO mq_requeued (group_id, topic_id, partition, offset, ts, key, headers, payload)
+             SELECT group_id, topic_id, partition, offset, ts, key, headers, payload FROM mq_dlq WHERE id = ?1",
+        )?
+        .execute([id])?;
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO mq_pending (group_id, topic_id, partition, offset, key, delivery_id, attempt,
+                                                member, visible_at)
+             SELECT group_id, topic_id, partition, offset, key, NULL, 0, NULL, ?2 FROM mq_dlq WHERE id = ?1",
+        )?
+        .execute(params![id, now])?;
+        conn.prepare_cached("DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4")?
+            .execute(params![gid, tid, part, off])?;
+        conn.prepare_cached("DELETE FROM mq_dlq WHERE id = ?1")?.execute([id])?;
+        n += 1;
+    }
+    Ok(n)
 }

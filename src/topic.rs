@@ -341,6 +341,7 @@ pub(crate) fn drop(
         "DELETE FROM mq_cursors WHERE topic_id = ?1",
         "DELETE FROM mq_pending WHERE topic_id = ?1",
         "DELETE FROM mq_stale WHERE topic_id = ?1",
+        "DELETE FROM mq_requeued WHERE topic_id = ?1",
         "DELETE FROM mq_topics WHERE id = ?1",
     ] {
         conn.execute(sql, [t.id])?;
@@ -482,5 +483,6 @@ pub(crate) fn purge(conn: &Connection, name: &str) -> Result<u64> {
     }
     conn.execute("DELETE FROM mq_pending WHERE topic_id = ?1", [t.id])?;
     conn.execute("DELETE FROM mq_stale WHERE topic_id = ?1", [t.id])?;
+    conn.execute("DELETE FROM mq_requeued WHERE topic_id = ?1", [t.id])?;
     Ok(total)
 }

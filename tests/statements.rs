@@ -400,13 +400,7 @@ fn purge_and_check() {
 fn statements_of_later_issues_say_not_supported_yet() {
     let t = setup();
     let db = &t.db;
-    for sql in [
-        "BEGIN",
-        "EXPORT orders TO '/tmp/x.jsonl'",
-        "IMPORT '/tmp/x.jsonl' INTO orders",
-        "BENCH publish",
-        "TAIL orders",
-    ] {
+    for sql in ["BEGIN", "COMMIT", "ROLLBACK"] {
         let e = err(db, sql);
         assert!(e.contains("not supported yet"), "{sql}: {e}");
     }

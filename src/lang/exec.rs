@@ -5,11 +5,12 @@ use std::sync::atomic::AtomicBool;
 use rusqlite::types::Value as SqlValue;
 
 use super::ast::{
-    ConsumeSource, Payload, Retention, Source, Statement, SubscribeTarget, TopicKind, TopicOption,
+    BinaryOp, ConsumeSource, DlqOp, Export, Expr, Import, Literal, PathSegment, Payload, Retention,
+    Select, SelectItem, Source, Statement, SubscribeTarget, Tail, TopicKind, TopicOption,
 };
 use super::{query, units};
 use crate::db::ConsumeRequest;
-use crate::group::{Delivery, Subscription};
+use crate::group::{self, Delivery, Subscription};
 use crate::publish::{Message, Published};
 use crate::topic::{self, TopicOptions};
 use crate::{Database, Error, Result, ResultSet, Value};
@@ -129,18 +130,38 @@ pub(crate) fn run(
         }
         Statement::Check => check(db)?,
         Statement::Select(q) => db.read(|c, now| query::select(c, now, q))?,
-        Statement::Replay(_) => return Err(Error::NotSupported("REPLAY".into())),
-        Statement::RequeueDlq(_) => return Err(Error::NotSupported("REQUEUE DLQ".into())),
-        Statement::PurgeDlq(_) => return Err(Error::NotSupported("PURGE DLQ".into())),
+        Statement::Replay(r) => {
+            db.replay(&r.topic, &r.group, r.from)?;
+            ResultSet::empty()
+        }
+        Statement::RequeueDlq(op) => {
+            let n = db.write("REQUEUE DLQ", |c, now| {
+                let ids = dlq_ids(c, now, op)?;
+                group::requeue(c, now, &ids)
+            })?;
+            db.wake_waiters();
+            one("requeued", count(n))
+        }
+        Statement::PurgeDlq(op) => {
+            let n = db.write("PURGE DLQ", |c, now| {
+                let ids = dlq_ids(c, now, op)?;
+                let mut st = c.prepare_cached("DELETE FROM mq_dlq WHERE id = ?1")?;
+                for id in &ids {
+                    st.execute([id])?;
+                }
+                Ok(ids.len() as u64)
+            })?;
+            one("purged", count(n))
+        }
         Statement::Begin | Statement::Commit | Statement::Rollback => {
             return Err(Error::NotSupported(
                 "transactions (BEGIN / COMMIT / ROLLBACK)".into(),
             ));
         }
-        Statement::Export(_) => return Err(Error::NotSupported("EXPORT".into())),
-        Statement::Import(_) => return Err(Error::NotSupported("IMPORT".into())),
+        Statement::Export(e) => one("exported", count(export(db, e)?)),
+        Statement::Import(i) => one("imported", count(import(db, i)?)),
         Statement::Bench(_) => return Err(Error::NotSupported("BENCH".into())),
-        Statement::Tail(_) => return Err(Error::NotSupported("TAIL".into())),
+        Statement::Tail(t) => return tail(db, interrupt, t, out),
     };
     out(rs)
 }
@@ -333,4 +354,180 @@ fn check(db: &Database) -> Result<ResultSet> {
         }
         Ok(rs)
     })
+}
+
+fn count(n: u64) -> Value {
+    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+fn column(name: &str) -> Expr {
+    Expr::Path(vec![PathSegment::Field(name.to_string())])
+}
+
+fn and(a: Expr, b: Expr) -> Expr {
+    Expr::Binary { left: Box::new(a), op: BinaryOp::And, right: Box::new(b) }
+}
+
+fn equals(name: &str, v: Literal) -> Expr {
+    Expr::Binary { left: Box::new(column(name)), op: BinaryOp::Eq, right: Box::new(Expr::Literal(v)) }
+}
+
+/// Ids of the dead letters a REQUEUE/PURGE DLQ selects, oldest first.
+fn dlq_ids(c: &rusqlite::Connection, now: i64, op: &DlqOp) -> Result<Vec<i64>> {
+    let mut conds = Vec::new();
+    if let Some(t) = &op.topic {
+        conds.push(equals("topic", Literal::String(t.clone())));
+    }
+    if let Some(g) = &op.group {
+        conds.push(equals("group", Literal::String(g.clone())));
+    }
+    if let Some(f) = &op.filter {
+        conds.push(f.clone());
+    }
+    let q = Select {
+        items: vec![SelectItem::Expr { expr: column("id"), alias: None }],
+        source: Source::Dlq,
+        filter: conds.into_iter().reduce(and),
+        group_by: Vec::new(),
+        order_by: Vec::new(),
+        limit: op.limit,
+        offset: None,
+    };
+    let rs = query::select(c, now, &q)?;
+    Ok(rs
+        .rows
+        .iter()
+        .filter_map(|r| match r.first() {
+            Some(Value::Int(i)) => Some(*i),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The messages of a topic matching a filter, in partition/offset order.
+fn messages(c: &rusqlite::Connection, now: i64, topic: &str, filter: Option<Expr>) -> Result<ResultSet> {
+    let q = Select {
+        items: vec![SelectItem::Star],
+        source: Source::Topic(topic.to_string()),
+        filter,
+        group_by: Vec::new(),
+        order_by: Vec::new(),
+        limit: None,
+        offset: None,
+    };
+    query::select(c, now, &q)
+}
+
+/// EXPORT: one JSON object per message (partition, offset, timestamp, key, headers, payload).
+fn export(db: &Database, e: &Export) -> Result<u64> {
+    use std::io::Write;
+    let rs = db.read(|c, now| messages(c, now, &e.topic, e.filter.clone()))?;
+    let file = std::fs::File::create(&e.file)
+        .map_err(|err| Error::invalid(format!("cannot write '{}': {err}", e.file)))?;
+    let mut w = std::io::BufWriter::new(file);
+    for row in &rs.rows {
+        let mut obj = serde_json::Map::new();
+        for (col, v) in rs.columns.iter().zip(row) {
+            obj.insert(col.clone(), v.to_json());
+        }
+        writeln!(w, "{}", serde_json::Value::Object(obj))?;
+    }
+    w.flush()?;
+    Ok(rs.rows.len() as u64)
+}
+
+/// IMPORT: publishes every line of a jsonl file (as EXPORT writes them) in one transaction.
+fn import(db: &Database, i: &Import) -> Result<u64> {
+    let text = std::fs::read_to_string(&i.file)
+        .map_err(|err| Error::invalid(format!("cannot read '{}': {err}", i.file)))?;
+    let mut msgs = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |why: &str| Error::invalid(format!("{} line {}: {why}", i.file, n + 1));
+        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&format!("not JSON ({e})")))?;
+        let obj = v.as_object().ok_or_else(|| bad("expected a JSON object"))?;
+        let payload = match obj.get("payload") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => return Err(bad("no \"payload\"")),
+        };
+        let mut m = Message::new(payload);
+        match obj.get("key") {
+            Some(serde_json::Value::String(k)) => m.key = Some(k.clone()),
+            Some(serde_json::Value::Null) | None => {}
+            Some(_) => return Err(bad("\"key\" must be a string or null")),
+        }
+        if let Some(h) = obj.get("headers") {
+            let h = h.as_object().ok_or_else(|| bad("\"headers\" must be an object"))?;
+            for (k, v) in h {
+                let v = v.as_str().ok_or_else(|| bad("header values must be strings"))?;
+                m.headers.insert(k.clone(), v.to_string());
+            }
+        }
+        msgs.push(m);
+    }
+    Ok(db.publish_batch(&i.topic, msgs)?.len() as u64)
+}
+
+/// TAIL: follows new messages until interrupted.
+fn tail(
+    db: &Database,
+    interrupt: &AtomicBool,
+    t: &Tail,
+    out: &mut dyn FnMut(ResultSet) -> Result<()>,
+) -> Result<()> {
+    use std::collections::HashMap;
+    use std::sync::atomic::Ordering;
+    let mut next: HashMap<u32, i64> = db.read(|c, _| {
+        let info = topic::get(c, &t.topic)?;
+        let mut st = c.prepare_cached("SELECT partition, next_offset FROM mq_partitions WHERE topic_id = ?1")?;
+        let rows = st.query_map([info.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })?;
+    let mut idle = std::time::Duration::from_millis(5);
+    while !interrupt.load(Ordering::Relaxed) {
+        let partitions = db.read(|c, _| Ok(topic::get(c, &t.topic)?.partitions))?;
+        let mut got = false;
+        for p in 0..partitions {
+            let from = *next.get(&p).unwrap_or(&0);
+            let mut filter = and(
+                equals("partition", Literal::Int(i64::from(p))),
+                Expr::Binary {
+                    left: Box::new(column("offset")),
+                    op: BinaryOp::GtEq,
+                    right: Box::new(Expr::Literal(Literal::Int(from))),
+                },
+            );
+            if let Some(f) = &t.filter {
+                filter = and(filter, f.clone());
+            }
+            // Advance past everything stored, matching or not.
+            let (rs, end) = db.read(|c, now| {
+                let rs = messages(c, now, &t.topic, Some(filter))?;
+                let info = topic::get(c, &t.topic)?;
+                let end: i64 = c.query_row(
+                    "SELECT next_offset FROM mq_partitions WHERE topic_id = ?1 AND partition = ?2",
+                    rusqlite::params![info.id, p],
+                    |r| r.get(0),
+                )?;
+                Ok((rs, end))
+            })?;
+            if end > from {
+                next.insert(p, end);
+                got = true;
+            }
+            if !rs.rows.is_empty() {
+                out(rs)?;
+            }
+        }
+        if got {
+            idle = std::time::Duration::from_millis(5);
+        } else {
+            std::thread::sleep(idle);
+            idle = (idle * 2).min(std::time::Duration::from_millis(100));
+        }
+    }
+    Ok(())
 }

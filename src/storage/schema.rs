@@ -17,6 +17,9 @@
 //!   cursor.
 //! - `mq_stale`: delivery ids replaced by a redelivery (for fencing errors).
 //! - `mq_dlq`: dead letters, each a copy of the message.
+//! - `mq_requeued`: copies of dead letters sent back to their group by
+//!   REQUEUE DLQ (the log may have trimmed the original); a pending row reads
+//!   its message from the log first, then from here.
 
 use rusqlite::Connection;
 
@@ -136,6 +139,18 @@ CREATE TABLE mq_stale (
     offset      INTEGER NOT NULL
 );
 CREATE INDEX mq_stale_message ON mq_stale (group_id, topic_id, partition, offset);
+
+CREATE TABLE mq_requeued (
+    group_id  INTEGER NOT NULL,
+    topic_id  INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    offset    INTEGER NOT NULL,
+    ts        INTEGER NOT NULL,
+    key       TEXT,
+    headers   TEXT,
+    payload   BLOB NOT NULL,
+    PRIMARY KEY (group_id, topic_id, partition, offset)
+) WITHOUT ROWID;
 
 CREATE TABLE mq_dlq (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
