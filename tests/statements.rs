@@ -242,7 +242,7 @@ fn subscribe_and_unsubscribe() {
     let db = &t.db;
     db.execute("SUBSCRIBE GROUP h TO orders, 'audit.*' FROM OFFSET 1 ORDERED MAX DELIVERIES 2 ACK WAIT 10s").unwrap();
     let g = rows(db, "SELECT * FROM GROUPS WHERE group = 'h'");
-    assert_eq!(g[0]["ordered"], 1);
+    assert_eq!(g[0]["ordered"], true);
     refused(
         db,
         "SUBSCRIBE GROUP h2 TO nope",

@@ -25,6 +25,8 @@ enum Kind {
     Headers,
     /// Payload: text, whatever its storage class.
     Payload,
+    /// 0/1 shown as false/true.
+    Bool,
 }
 
 struct Column {
@@ -226,7 +228,7 @@ const GROUPS_COLUMNS: &[Column] = &[
     Column {
         name: "ordered",
         sql: "m.ordered",
-        kind: Kind::Plain,
+        kind: Kind::Bool,
     },
 ];
 
@@ -388,6 +390,7 @@ fn to_value(v: ValueRef<'_>, kind: Kind) -> Value {
         }
         (_, ValueRef::Null) => Value::Null,
         (Kind::Timestamp, ValueRef::Integer(i)) => Value::Timestamp(i),
+        (Kind::Bool, ValueRef::Integer(i)) => Value::Bool(i != 0),
         (Kind::Json | Kind::Headers, ValueRef::Text(t)) => {
             match serde_json::from_slice::<serde_json::Value>(t) {
                 Ok(j) => json_to_value(j),
