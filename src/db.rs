@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use crate::group::{self, ConsumeSpec, Delivery, GroupInfo, Subscription};
+use crate::group::{self, ConsumeSpec, Delivery, GroupInfo, IdBlock, Subscription};
 use crate::lang::ast::{NackAction, Statement, TopicKind};
 use crate::publish::{self, Message, Published};
 use crate::topic::{self, TopicInfo, TopicOptions, TopicStats};
+use crate::txn::Transaction;
 use crate::{Clock, Error, Result, ResultSet, SystemClock, storage};
 
 /// How hard a commit is pushed to disk.
@@ -99,6 +100,8 @@ impl DatabaseBuilder {
                 durability: self.durability,
                 max_payload: self.max_payload,
                 notify: Notify::default(),
+                ids: Mutex::new(IdBlock::default()),
+                spare: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -118,6 +121,10 @@ struct Inner {
     durability: Durability,
     max_payload: usize,
     notify: Notify,
+    /// Delivery ids reserved for this handle.
+    ids: Mutex<IdBlock>,
+    /// Idle connections for explicit transactions.
+    spare: Mutex<Vec<Connection>>,
 }
 
 /// An open mqlite database. Cheap to clone (clones share one connection); `Send + Sync`.
@@ -273,6 +280,58 @@ impl Database {
         let conn = self.lock();
         let now = self.inner.clock.now_ms();
         f(&conn, now)
+    }
+
+    /// Makes sure this handle holds enough reserved delivery ids for one
+    /// CONSUME, reserving a new block in a transaction of its own if not.
+    pub(crate) fn reserve_ids(&self) -> Result<()> {
+        let low = {
+            let b = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner());
+            b.end - b.next < MAX_CONSUME as i64
+        };
+        if !low || self.inner.read_only {
+            return Ok(());
+        }
+        self.write("CONSUME", |c, _| {
+            let mut b = self.inner.ids.lock().unwrap_or_else(|p| p.into_inner());
+            if b.end - b.next < MAX_CONSUME as i64 {
+                let start: i64 = c.query_row(
+                    "UPDATE mq_meta SET value = value + ?1 WHERE name = 'next_delivery_id' RETURNING value - ?1",
+                    [group::ID_BLOCK],
+                    |r| r.get(0),
+                )?;
+                *b = IdBlock { next: start, end: start + group::ID_BLOCK };
+            }
+            Ok(())
+        })
+    }
+
+    pub(crate) fn ids(&self) -> &Mutex<IdBlock> {
+        &self.inner.ids
+    }
+
+    pub(crate) fn max_payload(&self) -> usize {
+        self.inner.max_payload
+    }
+
+    pub(crate) fn durability(&self) -> Durability {
+        self.inner.durability
+    }
+
+    /// A connection for an explicit transaction: an idle one, or a new one.
+    pub(crate) fn take_connection(&self) -> Result<Connection> {
+        if let Some(c) = self.inner.spare.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(c);
+        }
+        storage::open(&self.inner.path, self.inner.durability, false)
+    }
+
+    /// Returns a healthy connection to the idle list.
+    pub(crate) fn give_back(&self, conn: Connection) {
+        let mut spare = self.inner.spare.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.len() < 4 {
+            spare.push(conn);
+        }
     }
 
     pub(crate) fn wake_waiters(&self) {
@@ -448,15 +507,7 @@ impl Database {
         req: &ConsumeRequest,
         interrupt: Option<&AtomicBool>,
     ) -> Result<Vec<Delivery>> {
-        if req.max == 0 || req.max > MAX_CONSUME {
-            return Err(Error::invalid(format!(
-                "CONSUME takes between 1 and {MAX_CONSUME} messages, got {}",
-                req.max
-            )));
-        }
-        if req.ack_wait.is_some_and(|d| d.is_zero()) {
-            return Err(Error::invalid("ACK WAIT must be longer than 0"));
-        }
+        check_consume(req)?;
         let deadline = req.wait.map(|w| Instant::now() + w);
         let mut backoff = Duration::from_millis(2);
         loop {
@@ -467,20 +518,8 @@ impl Database {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             let version = self.data_version()?;
-            let got = self.write("CONSUME", |c, now| {
-                let (g, topic_id) = resolve_consume(c, req)?;
-                group::consume(
-                    c,
-                    now,
-                    &ConsumeSpec {
-                        group: &g,
-                        topic_id,
-                        max: req.max,
-                        member: req.member.as_deref(),
-                        ack_wait: req.ack_wait,
-                    },
-                )
-            })?;
+            self.reserve_ids()?;
+            let got = self.write("CONSUME", |c, now| consume_once(c, now, req, &self.inner.ids))?;
             let Some(deadline) = deadline else {
                 return Ok(got);
             };
@@ -579,6 +618,12 @@ impl Database {
         for s in &stmts {
             last = session.execute_statement(&s.statement)?;
         }
+        if session.in_transaction() {
+            drop(session);
+            return Err(Error::Transaction(
+                "BEGIN without COMMIT or ROLLBACK: the transaction was rolled back".into(),
+            ));
+        }
         Ok(last)
     }
 
@@ -587,6 +632,7 @@ impl Database {
         Session {
             db: self.clone(),
             interrupt: Arc::new(AtomicBool::new(false)),
+            tx: None,
         }
     }
 }
@@ -608,6 +654,41 @@ fn begin_immediate(conn: &Connection) -> Result<rusqlite::Transaction<'_>> {
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+pub(crate) fn check_consume(req: &ConsumeRequest) -> Result<()> {
+    if req.max == 0 || req.max > MAX_CONSUME {
+        return Err(Error::invalid(format!(
+            "CONSUME takes between 1 and {MAX_CONSUME} messages, got {}",
+            req.max
+        )));
+    }
+    if req.ack_wait.is_some_and(|d| d.is_zero()) {
+        return Err(Error::invalid("ACK WAIT must be longer than 0"));
+    }
+    Ok(())
+}
+
+/// One non-blocking CONSUME inside the caller's write transaction.
+pub(crate) fn consume_once(
+    c: &Connection,
+    now: i64,
+    req: &ConsumeRequest,
+    ids: &Mutex<IdBlock>,
+) -> Result<Vec<Delivery>> {
+    let (g, topic_id) = resolve_consume(c, req)?;
+    group::consume(
+        c,
+        now,
+        &ConsumeSpec {
+            group: &g,
+            topic_id,
+            max: req.max,
+            member: req.member.as_deref(),
+            ack_wait: req.ack_wait,
+            ids,
+        },
+    )
 }
 
 fn resolve_consume(c: &Connection, req: &ConsumeRequest) -> Result<(GroupInfo, Option<i64>)> {
@@ -642,6 +723,8 @@ fn resolve_consume(c: &Connection, req: &ConsumeRequest) -> Result<(GroupInfo, O
 pub struct Session {
     db: Database,
     interrupt: Arc<AtomicBool>,
+    /// The transaction BEGIN opened; dropped (rolled back) with the session.
+    tx: Option<Transaction>,
 }
 
 impl Session {
@@ -649,6 +732,11 @@ impl Session {
     /// (which then return what they have). Cleared when the next statement starts.
     pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()
+    }
+
+    /// True between BEGIN and COMMIT/ROLLBACK.
+    pub fn in_transaction(&self) -> bool {
+        self.tx.is_some()
     }
 
     /// The database.
@@ -666,7 +754,32 @@ impl Session {
         out: &mut dyn FnMut(ResultSet) -> Result<()>,
     ) -> Result<()> {
         self.interrupt.store(false, Ordering::Relaxed);
-        crate::lang::exec::run(&self.db, &self.interrupt, stmt, out)
+        match (stmt, self.tx.as_mut()) {
+            (Statement::Begin, None) => {
+                self.tx = Some(self.db.transaction()?);
+                out(ResultSet::empty())
+            }
+            (Statement::Begin, Some(_)) => Err(Error::Transaction(
+                "a transaction is already open: COMMIT or ROLLBACK it first".into(),
+            )),
+            (Statement::Commit | Statement::Rollback, None) => Err(Error::Transaction(
+                "there is no open transaction (BEGIN starts one)".into(),
+            )),
+            (Statement::Commit, Some(_)) => {
+                if let Some(tx) = self.tx.take() {
+                    tx.commit()?;
+                }
+                out(ResultSet::empty())
+            }
+            (Statement::Rollback, Some(_)) => {
+                if let Some(tx) = self.tx.take() {
+                    tx.rollback()?;
+                }
+                out(ResultSet::empty())
+            }
+            (_, Some(tx)) => crate::lang::exec::run_in(tx, stmt, out),
+            (_, None) => crate::lang::exec::run(&self.db, &self.interrupt, stmt, out),
+        }
     }
 
     /// Runs one statement and returns its whole result.

@@ -42,9 +42,6 @@ pub enum Error {
         /// The id of the current delivery of the same message.
         redelivered_as: u64,
     },
-    /// The delivery's lease expired and the message waits to be delivered again.
-    #[error("delivery {0} expired: its lease ran out and the message waits to be redelivered")]
-    ExpiredDelivery(u64),
     /// A payload is larger than the database's limit.
     #[error("payload of {size} bytes is over the limit of {limit} bytes")]
     PayloadTooLarge {
@@ -91,6 +88,13 @@ pub enum Error {
     /// A commit failed; whether it took effect is unknown. Retry with a dedup id.
     #[error("commit outcome unknown ({0}); retry publishes with a dedup id")]
     CommitAmbiguous(String),
+    /// An earlier operation of the transaction failed in a way that forbids
+    /// committing it (a fenced ACK/NACK); the transaction was rolled back.
+    #[error("the transaction cannot commit: {0}; it was rolled back")]
+    TransactionAborted(String),
+    /// BEGIN inside a transaction, or COMMIT/ROLLBACK outside one.
+    #[error("{0}")]
+    Transaction(String),
     /// SQLite reported an error.
     #[error("storage error: {0}")]
     Sqlite(#[from] rusqlite::Error),

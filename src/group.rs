@@ -132,6 +132,31 @@ pub(crate) struct ConsumeSpec<'a> {
     pub max: usize,
     pub member: Option<&'a str>,
     pub ack_wait: Option<Duration>,
+    /// Where delivery ids come from.
+    pub ids: &'a std::sync::Mutex<IdBlock>,
+}
+
+/// A block of delivery ids reserved by a committed transaction of its own,
+/// so ids handed out inside a transaction that rolls back are never issued
+/// again. `next..end` are free.
+#[derive(Debug, Default)]
+pub(crate) struct IdBlock {
+    pub next: i64,
+    pub end: i64,
+}
+
+/// How many delivery ids one reservation takes.
+pub(crate) const ID_BLOCK: i64 = 65_536;
+
+fn take_id(conn: &Connection, ids: &std::sync::Mutex<IdBlock>) -> Result<i64> {
+    let mut b = ids.lock().unwrap_or_else(|p| p.into_inner());
+    if b.next < b.end {
+        b.next += 1;
+        return Ok(b.next - 1);
+    }
+    // Only a transaction that leased more than a block lands here: take ids
+    // from the counter inside it (they roll back with it).
+    topic::next_counter(conn, "next_delivery_id")
 }
 
 const SELECT_GROUP: &str =
@@ -614,12 +639,7 @@ pub(crate) fn consume(
         map: HashMap::new(),
     };
     let mut out: Vec<Delivery> = Vec::new();
-    let mut next_id: i64 = conn.query_row(
-        "SELECT value FROM mq_meta WHERE name = 'next_delivery_id'",
-        [],
-        |r| r.get(0),
-    )?;
-    let first_id = next_id;
+    let first_id = spec.ids.lock().unwrap_or_else(|p| p.into_inner()).next;
     // Keys handed out in this call (ORDERED groups hand out one per key).
     let mut keys_out: HashSet<(i64, u32, String)> = HashSet::new();
     let filter = spec.topic_id;
@@ -677,8 +697,7 @@ pub(crate) fn consume(
                 removed = true;
                 continue;
             }
-            let id = next_id;
-            next_id += 1;
+            let id = take_id(conn, spec.ids)?;
             if let Some(old) = old_id {
                 conn.prepare_cached(
                     "INSERT OR REPLACE INTO mq_stale (delivery_id, group_id, topic_id, partition, offset)
@@ -765,8 +784,7 @@ pub(crate) fn consume(
                     .execute(params![g.id, tid, part, off, key, visible_at.unwrap_or(now).max(now)])?;
                     continue;
                 }
-                let id = next_id;
-                next_id += 1;
+                let id = take_id(conn, spec.ids)?;
                 conn.prepare_cached(
                     "INSERT OR REPLACE INTO mq_pending (group_id, topic_id, partition, offset, key, delivery_id,
                                                         attempt, member, visible_at)
@@ -797,10 +815,6 @@ pub(crate) fn consume(
                 .execute(params![g.id, tid, part, new_cursor])?;
             }
         }
-    }
-    if next_id != first_id {
-        conn.prepare_cached("UPDATE mq_meta SET value = ?1 WHERE name = 'next_delivery_id'")?
-            .execute([next_id])?;
     }
     Ok(out)
 }
@@ -1047,4 +1061,37 @@ pub(crate) fn requeue(conn: &Connection, now: i64, dlq_ids: &[i64]) -> Result<u6
         n += 1;
     }
     Ok(n)
+}
+
+/// Kafka-style offset commit: the group is done with everything below
+/// `offset` in one partition, and `offset` is the next to deliver.
+pub(crate) fn commit_offset(conn: &Connection, group: &str, topic_name: &str, partition: u32, offset: u64) -> Result<()> {
+    let t = topic::get(conn, topic_name)?;
+    let g = get(conn, group)?;
+    if !reads_topic(conn, g.id, t.id)? {
+        return Err(Error::NotSubscribed { group: group.to_string(), topic: topic_name.to_string() });
+    }
+    if partition >= t.partitions {
+        return Err(Error::invalid(format!("partition {partition} does not exist in '{topic_name}'")));
+    }
+    let next: i64 = conn.query_row(
+        "SELECT next_offset FROM mq_partitions WHERE topic_id = ?1 AND partition = ?2",
+        params![t.id, partition],
+        |r| r.get(0),
+    )?;
+    let off = i64::try_from(offset).unwrap_or(i64::MAX);
+    if off > next {
+        return Err(Error::invalid(format!(
+            "offset {offset} is past the end of '{topic_name}' partition {partition} (next offset {next})"
+        )));
+    }
+    for sql in [
+        "DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset < ?4",
+        "DELETE FROM mq_requeued WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset < ?4",
+        "DELETE FROM mq_pending WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset < ?4",
+        "UPDATE mq_cursors SET next_offset = MAX(next_offset, ?4) WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3",
+    ] {
+        conn.execute(sql, params![g.id, t.id, partition, off])?;
+    }
+    trim_consumed(conn, &t, partition)
 }

@@ -9,6 +9,7 @@ pub mod lang;
 mod publish;
 mod storage;
 mod topic;
+mod txn;
 mod value;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -22,4 +23,7 @@ pub use topic::{
     DEFAULT_ACK_WAIT, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DELIVERIES, TopicInfo, TopicOptions,
     TopicStats,
 };
+pub use txn::{DEFAULT_PROCESSED_TTL, Transaction};
 pub use value::{ResultSet, Value};
+/// The rusqlite crate mqlite links, for the application's own SQL in a [`Transaction`].
+pub use rusqlite;

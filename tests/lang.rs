@@ -275,6 +275,7 @@ fn select_stmt() -> impl Strategy<Value = Select> {
         Just(Source::Dlq),
         Just(Source::Topics),
         Just(Source::Groups),
+        Just(Source::Processed),
     ];
     (
         prop::collection::vec(item, 1..3),

@@ -397,16 +397,6 @@ fn purge_and_check() {
 }
 
 #[test]
-fn statements_of_later_issues_say_not_supported_yet() {
-    let t = setup();
-    let db = &t.db;
-    for sql in ["BEGIN", "COMMIT", "ROLLBACK"] {
-        let e = err(db, sql);
-        assert!(e.contains("not supported yet"), "{sql}: {e}");
-    }
-}
-
-#[test]
 fn a_failed_statement_in_a_script_stops_it_and_earlier_ones_stand() {
     let t = setup();
     let db = &t.db;

@@ -395,6 +395,8 @@ pub enum Source {
     Topics,
     /// `GROUPS`
     Groups,
+    /// `PROCESSED`: the keys consumers marked as handled.
+    Processed,
 }
 
 /// One item of the select list.

@@ -446,6 +446,7 @@ impl Display for Source {
             Source::Dlq => f.write_str("DLQ"),
             Source::Topics => f.write_str("TOPICS"),
             Source::Groups => f.write_str("GROUPS"),
+            Source::Processed => f.write_str("PROCESSED"),
         }
     }
 }

@@ -9,15 +9,82 @@ use super::ast::{
     Select, SelectItem, Source, Statement, SubscribeTarget, Tail, TopicKind, TopicOption,
 };
 use super::{query, units};
+use rusqlite::Connection;
+
 use crate::db::ConsumeRequest;
+use crate::publish;
+use crate::txn::Transaction;
 use crate::group::{self, Delivery, Subscription};
 use crate::publish::{Message, Published};
 use crate::topic::{self, TopicOptions};
 use crate::{Database, Error, Result, ResultSet, Value};
 
 /// Runs one statement, passing its result(s) to `out`.
+/// Where statements run: each in its own transaction, or inside an explicit one.
+pub(crate) enum Runner<'a> {
+    /// Each statement is its own write transaction.
+    Auto(&'a Database),
+    /// Statements run inside this transaction.
+    Tx(&'a mut Transaction),
+}
+
+impl Runner<'_> {
+    fn db(&self) -> Database {
+        match self {
+            Runner::Auto(db) => (*db).clone(),
+            Runner::Tx(tx) => tx.database().clone(),
+        }
+    }
+
+    fn write<T>(&mut self, what: &str, f: impl FnOnce(&Connection, i64) -> Result<T>) -> Result<T> {
+        match self {
+            Runner::Auto(db) => db.write(what, f),
+            Runner::Tx(tx) => tx.step(f),
+        }
+    }
+
+    fn read<T>(&mut self, f: impl FnOnce(&Connection, i64) -> Result<T>) -> Result<T> {
+        match self {
+            Runner::Auto(db) => db.read(f),
+            Runner::Tx(tx) => tx.step(f),
+        }
+    }
+
+    /// Something was published or made deliverable: wake waiting consumers
+    /// (at once, or when the transaction commits).
+    fn wrote(&mut self) {
+        match self {
+            Runner::Auto(db) => db.wake_waiters(),
+            Runner::Tx(tx) => tx.note_published(),
+        }
+    }
+
+    fn in_transaction(&self) -> bool {
+        matches!(self, Runner::Tx(_))
+    }
+}
+
+/// Runs one statement in its own transaction, passing its result(s) to `out`.
 pub(crate) fn run(
     db: &Database,
+    interrupt: &AtomicBool,
+    stmt: &Statement,
+    out: &mut dyn FnMut(ResultSet) -> Result<()>,
+) -> Result<()> {
+    run_with(Runner::Auto(db), interrupt, stmt, out)
+}
+
+/// Runs one statement inside a transaction.
+pub(crate) fn run_in(
+    tx: &mut Transaction,
+    stmt: &Statement,
+    out: &mut dyn FnMut(ResultSet) -> Result<()>,
+) -> Result<()> {
+    run_with(Runner::Tx(tx), &AtomicBool::new(false), stmt, out)
+}
+
+fn run_with(
+    mut r: Runner<'_>,
     interrupt: &AtomicBool,
     stmt: &Statement,
     out: &mut dyn FnMut(ResultSet) -> Result<()>,
@@ -25,7 +92,7 @@ pub(crate) fn run(
     let rs = match stmt {
         Statement::Create(c) => {
             let o = options(&c.options)?;
-            db.create(c.kind, &c.name, c.if_not_exists, &o)?;
+            r.write("CREATE", |conn, now| topic::create(conn, now, c.kind, &c.name, c.if_not_exists, &o))?;
             ResultSet::empty()
         }
         Statement::Alter(a) => {
@@ -33,26 +100,23 @@ pub(crate) fn run(
                 return Err(Error::invalid("ALTER needs at least one option after SET"));
             }
             let o = options(&a.options)?;
-            db.alter(a.kind, &a.name, &o)?;
+            r.write("ALTER", |conn, _| topic::alter(conn, a.kind, &a.name, &o))?;
             ResultSet::empty()
         }
         Statement::Drop(d) => {
-            db.drop_topic(d.kind, &d.name, d.if_exists)?;
+            r.write("DROP", |conn, _| topic::drop(conn, d.kind, &d.name, d.if_exists))?;
             ResultSet::empty()
         }
-        Statement::ShowTopics => show_topics(db, TopicKind::Topic)?,
-        Statement::ShowQueues => show_topics(db, TopicKind::Queue)?,
-        Statement::ShowGroups(on) => db.read(|c, now| {
+        Statement::ShowTopics => show_topics(&mut r, TopicKind::Topic)?,
+        Statement::ShowQueues => show_topics(&mut r, TopicKind::Queue)?,
+        Statement::ShowGroups(on) => r.read(|c, now| {
             let only = match on {
                 Some(name) => Some(topic::get(c, name)?.id),
                 None => None,
             };
-            Ok(query::rows_result(
-                query::groups_rows(c, now, only)?,
-                Source::Groups,
-            ))
+            Ok(query::rows_result(query::groups_rows(c, now, only)?, Source::Groups))
         })?,
-        Statement::Describe(name) => describe(db, name)?,
+        Statement::Describe(name) => describe(&mut r, name)?,
         Statement::Publish(p) => {
             let mut msgs = Vec::with_capacity(p.payloads.len());
             for payload in &p.payloads {
@@ -76,7 +140,8 @@ pub(crate) fn run(
                     "DEDUP names one message: publish several payloads with one DEDUP id each in separate statements",
                 ));
             }
-            published(&db.publish_batch(&p.topic, msgs)?)
+            let stored = publish_all(&mut r, &p.topic, &msgs)?;
+            published(&stored)
         }
         Statement::Subscribe(s) => {
             let mut sub = Subscription {
@@ -92,58 +157,61 @@ pub(crate) fn run(
                     SubscribeTarget::Pattern(p) => sub.patterns.push(p.clone()),
                 }
             }
-            db.subscribe(&s.group, &sub)?;
+            r.write("SUBSCRIBE", |c, now| group::subscribe(c, now, &s.group, &sub))?;
             ResultSet::empty()
         }
         Statement::Unsubscribe(u) => {
-            db.unsubscribe(&u.group, u.from.as_deref())?;
+            r.write("UNSUBSCRIBE", |c, _| group::unsubscribe(c, &u.group, u.from.as_deref()))?;
             ResultSet::empty()
         }
         Statement::Consume(c) => {
             let mut req = match &c.source {
                 ConsumeSource::Topic { name, group: None } => ConsumeRequest::queue(name.clone()),
-                ConsumeSource::Topic {
-                    name,
-                    group: Some(g),
-                } => ConsumeRequest::topic(name.clone(), g.clone()),
+                ConsumeSource::Topic { name, group: Some(g) } => {
+                    ConsumeRequest::topic(name.clone(), g.clone())
+                }
                 ConsumeSource::Group(g) => ConsumeRequest::group(g.clone()),
             };
-            req.max = c
-                .count
-                .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            req.max = c.count.map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
             req.member = c.member.clone();
             req.wait = c.wait;
             req.ack_wait = c.ack_wait;
-            deliveries(&db.consume_until(&req, Some(interrupt))?)
+            let got = match &mut r {
+                Runner::Auto(db) => db.consume_until(&req, Some(interrupt))?,
+                Runner::Tx(tx) => tx.consume(&req)?,
+            };
+            deliveries(&got)
         }
         Statement::Ack(ids) => {
-            db.ack(ids)?;
+            r.write("ACK", |c, _| group::ack(c, ids))?;
             ResultSet::empty()
         }
         Statement::Nack(n) => {
-            db.nack(&n.ids, &n.action)?;
+            r.write("NACK", |c, now| group::nack(c, now, &n.ids, &n.action))?;
+            r.wrote();
             ResultSet::empty()
         }
         Statement::Purge(name) => {
-            let n = db.write("PURGE", |c, _| topic::purge(c, name))?;
-            one("purged", Value::Int(i64::try_from(n).unwrap_or(i64::MAX)))
+            let n = r.write("PURGE", |c, _| topic::purge(c, name))?;
+            one("purged", count(n))
         }
-        Statement::Check => check(db)?,
-        Statement::Select(q) => db.read(|c, now| query::select(c, now, q))?,
-        Statement::Replay(r) => {
-            db.replay(&r.topic, &r.group, r.from)?;
+        Statement::Check => check(&mut r)?,
+        Statement::Select(q) => r.read(|c, now| query::select(c, now, q))?,
+        Statement::Replay(rp) => {
+            r.write("REPLAY", |c, now| group::replay(c, now, &rp.topic, &rp.group, rp.from))?;
+            r.wrote();
             ResultSet::empty()
         }
         Statement::RequeueDlq(op) => {
-            let n = db.write("REQUEUE DLQ", |c, now| {
+            let n = r.write("REQUEUE DLQ", |c, now| {
                 let ids = dlq_ids(c, now, op)?;
                 group::requeue(c, now, &ids)
             })?;
-            db.wake_waiters();
+            r.wrote();
             one("requeued", count(n))
         }
         Statement::PurgeDlq(op) => {
-            let n = db.write("PURGE DLQ", |c, now| {
+            let n = r.write("PURGE DLQ", |c, now| {
                 let ids = dlq_ids(c, now, op)?;
                 let mut st = c.prepare_cached("DELETE FROM mq_dlq WHERE id = ?1")?;
                 for id in &ids {
@@ -153,17 +221,46 @@ pub(crate) fn run(
             })?;
             one("purged", count(n))
         }
-        Statement::Begin | Statement::Commit | Statement::Rollback => {
-            return Err(Error::NotSupported(
-                "transactions (BEGIN / COMMIT / ROLLBACK)".into(),
-            ));
+        Statement::Begin => {
+            return Err(Error::Transaction(if r.in_transaction() {
+                "BEGIN inside a transaction: COMMIT or ROLLBACK the open one first".into()
+            } else {
+                "BEGIN needs a session (the shell, or Database::session)".into()
+            }));
         }
-        Statement::Export(e) => one("exported", count(export(db, e)?)),
-        Statement::Import(i) => one("imported", count(import(db, i)?)),
-        Statement::Bench(_) => return Err(Error::NotSupported("BENCH".into())),
-        Statement::Tail(t) => return tail(db, interrupt, t, out),
+        Statement::Commit | Statement::Rollback => {
+            return Err(Error::Transaction(if r.in_transaction() {
+                "COMMIT and ROLLBACK end a transaction through its owner (Transaction::commit)".into()
+            } else {
+                "there is no open transaction (BEGIN starts one)".into()
+            }));
+        }
+        Statement::Export(e) => one("exported", count(export(&mut r, e)?)),
+        Statement::Import(i) => one("imported", count(import(&mut r, i)?)),
+        Statement::Bench(_) => {
+            if r.in_transaction() {
+                return Err(Error::invalid("BENCH is not allowed inside a transaction"));
+            }
+            return Err(Error::NotSupported("BENCH".into()));
+        }
+        Statement::Tail(t) => {
+            let Runner::Auto(db) = r else {
+                return Err(Error::invalid("TAIL is not allowed inside a transaction"));
+            };
+            return tail(db, interrupt, t, out);
+        }
     };
     out(rs)
+}
+
+fn publish_all(r: &mut Runner<'_>, topic_name: &str, msgs: &[Message]) -> Result<Vec<Published>> {
+    let max = r.db().max_payload();
+    let stored = r.write("PUBLISH", |c, now| {
+        let t = topic::get(c, topic_name)?;
+        publish::append(c, now, &t, msgs, max)
+    })?;
+    r.wrote();
+    Ok(stored)
 }
 
 fn one(column: &str, v: Value) -> ResultSet {
@@ -243,8 +340,8 @@ pub(crate) fn deliveries(d: &[Delivery]) -> ResultSet {
     rs
 }
 
-fn show_topics(db: &Database, kind: TopicKind) -> Result<ResultSet> {
-    let all = db.read(|c, _| Ok(query::rows_result(query::topics_rows(c)?, Source::Topics)))?;
+fn show_topics(r: &mut Runner<'_>, kind: TopicKind) -> Result<ResultSet> {
+    let all = r.read(|c, _| Ok(query::rows_result(query::topics_rows(c)?, Source::Topics)))?;
     let want = match kind {
         TopicKind::Topic => "topic",
         TopicKind::Queue => "queue",
@@ -274,8 +371,8 @@ fn show_topics(db: &Database, kind: TopicKind) -> Result<ResultSet> {
     Ok(rs)
 }
 
-fn describe(db: &Database, name: &str) -> Result<ResultSet> {
-    db.read(|c, _| {
+fn describe(r: &mut Runner<'_>, name: &str) -> Result<ResultSet> {
+    r.read(|c, _| {
         let t = topic::get(c, name)?;
         let s = topic::stats(c, t.id)?;
         let mut rs = ResultSet::with_columns(["property", "value"]);
@@ -329,8 +426,8 @@ fn describe(db: &Database, name: &str) -> Result<ResultSet> {
     })
 }
 
-fn check(db: &Database) -> Result<ResultSet> {
-    db.read(|c, _| {
+fn check(r: &mut Runner<'_>) -> Result<ResultSet> {
+    r.read(|c, _| {
         let mut problems: Vec<String> = Vec::new();
         let mut st = c.prepare("PRAGMA integrity_check")?;
         let rows: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
@@ -419,9 +516,9 @@ fn messages(c: &rusqlite::Connection, now: i64, topic: &str, filter: Option<Expr
 }
 
 /// EXPORT: one JSON object per message (partition, offset, timestamp, key, headers, payload).
-fn export(db: &Database, e: &Export) -> Result<u64> {
+fn export(r: &mut Runner<'_>, e: &Export) -> Result<u64> {
     use std::io::Write;
-    let rs = db.read(|c, now| messages(c, now, &e.topic, e.filter.clone()))?;
+    let rs = r.read(|c, now| messages(c, now, &e.topic, e.filter.clone()))?;
     let file = std::fs::File::create(&e.file)
         .map_err(|err| Error::invalid(format!("cannot write '{}': {err}", e.file)))?;
     let mut w = std::io::BufWriter::new(file);
@@ -437,7 +534,7 @@ fn export(db: &Database, e: &Export) -> Result<u64> {
 }
 
 /// IMPORT: publishes every line of a jsonl file (as EXPORT writes them) in one transaction.
-fn import(db: &Database, i: &Import) -> Result<u64> {
+fn import(r: &mut Runner<'_>, i: &Import) -> Result<u64> {
     let text = std::fs::read_to_string(&i.file)
         .map_err(|err| Error::invalid(format!("cannot read '{}': {err}", i.file)))?;
     let mut msgs = Vec::new();
@@ -468,7 +565,7 @@ fn import(db: &Database, i: &Import) -> Result<u64> {
         }
         msgs.push(m);
     }
-    Ok(db.publish_batch(&i.topic, msgs)?.len() as u64)
+    Ok(publish_all(r, &i.topic, &msgs)?.len() as u64)
 }
 
 /// TAIL: follows new messages until interrupted.

@@ -232,6 +232,13 @@ const GROUPS_COLUMNS: &[Column] = &[
     },
 ];
 
+const PROCESSED_COLUMNS: &[Column] = &[
+    Column { name: "group", sql: "m.group_name", kind: Kind::Plain },
+    Column { name: "key", sql: "m.key", kind: Kind::Plain },
+    Column { name: "processed_at", sql: "m.processed_at", kind: Kind::Timestamp },
+    Column { name: "expires_at", sql: "m.expires_at", kind: Kind::Timestamp },
+];
+
 /// The FROM part of a source, its columns, and whether unknown paths reach into the payload.
 struct SourceDef {
     from: String,
@@ -696,6 +703,17 @@ fn source_def(
                 payload_paths: true,
                 label: format!("topic '{name}'"),
                 default_order: Some("m.partition, m.offset"),
+            }
+        }
+        Source::Processed => {
+            params.push(SqlValue::Integer(now));
+            SourceDef {
+                from: "mq_processed m".into(),
+                base_filter: Some(format!("m.expires_at > ?{}", params.len())),
+                columns: PROCESSED_COLUMNS,
+                payload_paths: false,
+                label: "PROCESSED".into(),
+                default_order: Some("m.group_name, m.key"),
             }
         }
         Source::Dlq => SourceDef {

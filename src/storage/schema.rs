@@ -17,6 +17,7 @@
 //!   cursor.
 //! - `mq_stale`: delivery ids replaced by a redelivery (for fencing errors).
 //! - `mq_dlq`: dead letters, each a copy of the message.
+//! - `mq_processed`: keys idempotent consumers marked as handled, with expiry.
 //! - `mq_requeued`: copies of dead letters sent back to their group by
 //!   REQUEUE DLQ (the log may have trimmed the original); a pending row reads
 //!   its message from the log first, then from here.
@@ -151,6 +152,15 @@ CREATE TABLE mq_requeued (
     payload   BLOB NOT NULL,
     PRIMARY KEY (group_id, topic_id, partition, offset)
 ) WITHOUT ROWID;
+
+CREATE TABLE mq_processed (
+    group_name   TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    processed_at INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,
+    PRIMARY KEY (group_name, key)
+) WITHOUT ROWID;
+CREATE INDEX mq_processed_expiry ON mq_processed (expires_at);
 
 CREATE TABLE mq_dlq (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -54,6 +54,7 @@ pub const KEYWORDS: &[&str] = &[
     "FROM",
     "GROUP",
     "GROUPS",
+    "PROCESSED",
     "HEADERS",
     "IF",
     "IMPORT",

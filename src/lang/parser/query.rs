@@ -30,12 +30,13 @@ fn source(input: &str) -> PResult<'_, Source> {
         ("DLQ", Source::Dlq),
         ("TOPICS", Source::Topics),
         ("GROUPS", Source::Groups),
+        ("PROCESSED", Source::Processed),
     ] {
         if let Ok((rest, _)) = keyword(kw)(input) {
             return Ok((rest, s));
         }
     }
-    let (rest, n) = expect(name, "expected a topic name, DLQ, TOPICS or GROUPS")(input)?;
+    let (rest, n) = expect(name, "expected a topic name, DLQ, TOPICS, GROUPS or PROCESSED")(input)?;
     Ok((rest, Source::Topic(n)))
 }
 

@@ -1,0 +1,298 @@
+//! Explicit transactions: consume, publish, ack, nack, replay, offset commits,
+//! processed marks and the application's own SQL, all or nothing.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::db::{self, ConsumeRequest};
+use crate::group::{self, Delivery};
+use crate::lang::ast::{NackAction, ReplayFrom};
+use crate::publish::{self, Message, Published};
+use crate::topic;
+use crate::{Database, Error, Result, ResultSet};
+
+/// How long `mark_processed` remembers a key by default.
+pub const DEFAULT_PROCESSED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A write transaction on its own connection (`BEGIN IMMEDIATE`): everything
+/// done through it commits together or not at all. `commit` consumes it;
+/// dropping it rolls back. A delivery leased in a transaction that rolls
+/// back was never leased: the message is deliverable again at the same attempt.
+///
+/// A fenced ACK/NACK (stale or unknown delivery id) inside the transaction
+/// makes it unable to commit: later operations and `commit` fail, and it is
+/// rolled back. Other failed operations change nothing and the transaction
+/// goes on.
+#[derive(Debug)]
+pub struct Transaction {
+    db: Database,
+    conn: Option<Connection>,
+    failed: Option<String>,
+    published: bool,
+}
+
+impl Database {
+    /// Starts an explicit write transaction. It holds the database's write
+    /// lock until it commits or rolls back: keep it short.
+    ///
+    /// # Errors
+    /// `ReadOnly`; storage errors (busy past the timeout).
+    pub fn transaction(&self) -> Result<Transaction> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly("BEGIN".into()));
+        }
+        self.reserve_ids()?;
+        let conn = self.take_connection()?;
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(Transaction { db: self.clone(), conn: Some(conn), failed: None, published: false })
+    }
+
+    /// Marks `key` as handled by `group`: true the first time (do the work),
+    /// false while it is remembered (skip it). Remembered for 7 days.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn mark_processed(&self, group: &str, key: &str) -> Result<bool> {
+        self.write("MARK PROCESSED", |c, now| mark(c, now, group, key, DEFAULT_PROCESSED_TTL))
+    }
+}
+
+fn fenced(e: &Error) -> bool {
+    matches!(e, Error::StaleDelivery { .. } | Error::UnknownDelivery(_))
+}
+
+impl Transaction {
+    fn conn(&self) -> Result<&Connection> {
+        self.conn.as_ref().ok_or_else(|| Error::Transaction("the transaction is over".into()))
+    }
+
+    /// Runs one operation inside a savepoint: a failed operation leaves no trace.
+    pub(crate) fn step<T>(&mut self, f: impl FnOnce(&Connection, i64) -> Result<T>) -> Result<T> {
+        if let Some(why) = &self.failed {
+            return Err(Error::TransactionAborted(why.clone()));
+        }
+        let now = self.db.now_ms();
+        let c = self.conn()?;
+        c.execute_batch("SAVEPOINT mq_step")?;
+        match f(c, now) {
+            Ok(v) => {
+                c.execute_batch("RELEASE mq_step")?;
+                Ok(v)
+            }
+            Err(e) => {
+                c.execute_batch("ROLLBACK TO mq_step; RELEASE mq_step")?;
+                if fenced(&e) {
+                    self.failed = Some(e.to_string());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub(crate) fn note_published(&mut self) {
+        self.published = true;
+    }
+
+    /// The transaction's connection, for the application's own tables. Do not
+    /// run BEGIN/COMMIT/ROLLBACK on it.
+    ///
+    /// # Errors
+    /// After `commit`/`rollback` (not reachable through the public API).
+    pub fn connection(&self) -> Result<&Connection> {
+        self.conn()
+    }
+
+    /// Publishes one message in this transaction.
+    ///
+    /// # Errors
+    /// As [`Database::publish`].
+    pub fn publish(&mut self, topic: &str, message: Message) -> Result<Published> {
+        let mut v = self.publish_batch(topic, vec![message])?;
+        v.pop().ok_or_else(|| Error::invalid("nothing was published"))
+    }
+
+    /// Publishes messages in this transaction.
+    ///
+    /// # Errors
+    /// As [`Database::publish`].
+    pub fn publish_batch(&mut self, topic: &str, messages: Vec<Message>) -> Result<Vec<Published>> {
+        let max = self.db.max_payload();
+        let out = self.step(|c, now| {
+            let t = topic::get(c, topic)?;
+            publish::append(c, now, &t, &messages, max)
+        })?;
+        self.published = true;
+        Ok(out)
+    }
+
+    /// Leases messages in this transaction (never blocks: a WAIT is refused).
+    ///
+    /// # Errors
+    /// As [`Database::consume`]; `InvalidArgument` for a WAIT.
+    pub fn consume(&mut self, request: &ConsumeRequest) -> Result<Vec<Delivery>> {
+        db::check_consume(request)?;
+        if request.wait.is_some() {
+            return Err(Error::invalid(
+                "CONSUME ... WAIT is not allowed inside a transaction: it would hold the write lock while waiting",
+            ));
+        }
+        let db = self.db.clone();
+        self.step(|c, now| db::consume_once(c, now, request, db.ids()))
+    }
+
+    /// Acknowledges deliveries in this transaction.
+    ///
+    /// # Errors
+    /// `StaleDelivery`/`UnknownDelivery`, which also make the transaction unable to commit.
+    pub fn ack(&mut self, ids: &[u64]) -> Result<()> {
+        self.step(|c, _| group::ack(c, ids))
+    }
+
+    /// Negatively acknowledges deliveries in this transaction.
+    ///
+    /// # Errors
+    /// As [`Transaction::ack`].
+    pub fn nack(&mut self, ids: &[u64], action: &NackAction) -> Result<()> {
+        self.step(|c, now| group::nack(c, now, ids, action))?;
+        self.published = true;
+        Ok(())
+    }
+
+    /// Moves a group's cursor in this transaction.
+    ///
+    /// # Errors
+    /// As [`Database::replay`].
+    pub fn replay(&mut self, topic: &str, group: &str, from: ReplayFrom) -> Result<()> {
+        self.step(|c, now| group::replay(c, now, topic, group, from))?;
+        self.published = true;
+        Ok(())
+    }
+
+    /// Kafka-style offset commit: everything of `group` in `topic`/`partition`
+    /// below `offset` is done (acked), and `offset` is the next to deliver.
+    ///
+    /// # Errors
+    /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`, `InvalidArgument`.
+    pub fn commit_offset(&mut self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()> {
+        self.step(|c, _| group::commit_offset(c, group, topic, partition, offset))
+    }
+
+    /// As [`Database::mark_processed`], inside this transaction: if the
+    /// transaction rolls back, the key is not marked.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn mark_processed(&mut self, group: &str, key: &str) -> Result<bool> {
+        self.mark_processed_for(group, key, DEFAULT_PROCESSED_TTL)
+    }
+
+    /// As [`Transaction::mark_processed`], remembering the key for `ttl`.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn mark_processed_for(&mut self, group: &str, key: &str, ttl: Duration) -> Result<bool> {
+        self.step(|c, now| mark(c, now, group, key, ttl))
+    }
+
+    /// Runs statements of the language inside this transaction; returns the
+    /// last result. BEGIN, COMMIT and ROLLBACK are refused here.
+    ///
+    /// # Errors
+    /// As [`Database::execute`].
+    pub fn execute(&mut self, text: &str) -> Result<ResultSet> {
+        let stmts = crate::lang::parse_script(text)?;
+        let mut last = ResultSet::empty();
+        for s in &stmts {
+            let mut result = ResultSet::empty();
+            crate::lang::exec::run_in(self, &s.statement, &mut |rs| {
+                result = rs;
+                Ok(())
+            })?;
+            last = result;
+        }
+        Ok(last)
+    }
+
+    /// Commits. Durable (per the database's durability) when it returns Ok.
+    ///
+    /// # Errors
+    /// `TransactionAborted` after a fenced ACK/NACK (rolled back instead);
+    /// `CommitAmbiguous` when the commit itself failed.
+    pub fn commit(mut self) -> Result<()> {
+        if let Some(why) = self.failed.take() {
+            self.finish(false);
+            return Err(Error::TransactionAborted(why));
+        }
+        let Some(conn) = self.conn.take() else {
+            return Err(Error::Transaction("the transaction is over".into()));
+        };
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                self.db.give_back(conn);
+                if self.published {
+                    self.db.wake_waiters();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Outcome unknown: roll back what may be left and never reuse
+                // this connection (after an fsync error it cannot be trusted).
+                let _ = conn.execute_batch("ROLLBACK");
+                Err(Error::CommitAmbiguous(e.to_string()))
+            }
+        }
+    }
+
+    /// Rolls back.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn rollback(mut self) -> Result<()> {
+        self.finish(false);
+        Ok(())
+    }
+
+    fn finish(&mut self, _commit: bool) {
+        if let Some(conn) = self.conn.take() {
+            if conn.execute_batch("ROLLBACK").is_ok() {
+                self.db.give_back(conn);
+            }
+        }
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        self.finish(false);
+    }
+}
+
+/// Marks a processed key; true when it was not already marked (or had expired).
+pub(crate) fn mark(c: &Connection, now: i64, group: &str, key: &str, ttl: Duration) -> Result<bool> {
+    if group.is_empty() || key.is_empty() {
+        return Err(Error::invalid("mark_processed needs a group and a key"));
+    }
+    // Forget a bounded number of expired keys (never a full scan).
+    c.prepare_cached(
+        "DELETE FROM mq_processed WHERE (group_name, key) IN
+           (SELECT group_name, key FROM mq_processed WHERE expires_at <= ?1 LIMIT 64)",
+    )?
+    .execute([now])?;
+    let live: Option<i64> = c
+        .prepare_cached("SELECT expires_at FROM mq_processed WHERE group_name = ?1 AND key = ?2 AND expires_at > ?3")?
+        .query_row(params![group, key, now], |r| r.get(0))
+        .optional()?;
+    if live.is_some() {
+        return Ok(false);
+    }
+    c.prepare_cached(
+        "INSERT OR REPLACE INTO mq_processed (group_name, key, processed_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![group, key, now, now.saturating_add(topic::ms(ttl))])?;
+    Ok(true)
+}
