@@ -11,6 +11,9 @@ use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(10);
 
+/// What the pane prints when mqlite has ended, before its exit status.
+const EXITED: &str = "mqlite exited with status";
+
 /// A tmux server with one pane running the REPL on `shop.db`.
 struct Repl {
     socket: String,
@@ -35,20 +38,21 @@ impl Repl {
                 .expect("run setup");
             assert!(status.status.success(), "setup failed: {status:?}");
         }
-        // Keep the pane after mqlite exits, to read its exit status.
-        let conf = dir.path().join("tmux.conf");
-        std::fs::write(&conf, "set -g remain-on-exit on\n").expect("tmux.conf");
         let repl = Repl {
             socket: format!("mqlite-test-{}-{test}", std::process::id()),
             dir,
         };
-        let home = format!("HOME={}", repl.home().display());
-        repl.tmux(&["-f"])
-            .arg(&conf)
+        // A shell waits for mqlite and prints its exit status: tmux itself
+        // sometimes leaves an exited pane process unreaped for a long while,
+        // so `#{pane_dead}` is not a reliable sign that mqlite ended.
+        let script = format!("HOME=\"$1\" \"$2\" shop.db; echo \"{EXITED} $?\"; sleep 600");
+        repl.tmux(&["-f", "/dev/null"])
             .args(["new-session", "-d", "-x", "120", "-y", "40", "-s", "main"])
             .args(["-c"])
             .arg(repl.dir.path())
-            .args(["env", &home, env!("CARGO_BIN_EXE_mqlite"), "shop.db"])
+            .args(["sh", "-c", &script, "sh"])
+            .arg(repl.home())
+            .arg(env!("CARGO_BIN_EXE_mqlite"))
             .output()
             .map(|o| assert!(o.status.success(), "tmux new-session: {o:?}"))
             .expect("start tmux");
@@ -110,18 +114,10 @@ impl Repl {
 
     /// `Some(exit status)` once mqlite has exited.
     fn exit_status(&self) -> Option<i32> {
-        let out = self.run(&[
-            "display-message",
-            "-p",
-            "-t",
-            "main",
-            "#{pane_dead} #{pane_dead_status}",
-        ]);
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        match text.split_whitespace().collect::<Vec<_>>().as_slice() {
-            ["1", status] => status.parse().ok(),
-            _ => None,
-        }
+        self.screen()
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(EXITED))
+            .and_then(|status| status.trim().parse().ok())
     }
 }
 
