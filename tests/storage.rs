@@ -154,4 +154,5 @@ fn read_only_never_creates_and_never_writes() {
     assert!(ro.execute("CONSUME FROM jobs").is_err());
     drop(ro);
     assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert_eq!(files_in(dir.path()), ["missing.db"], "no -wal/-shm left behind");
 }

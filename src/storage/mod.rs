@@ -32,11 +32,12 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// Opens (and, unless read-only, creates and migrates) the database file.
 pub(crate) fn open(path: &Path, durability: Durability, read_only: bool) -> Result<Connection> {
     let existing = precheck(path, read_only)?;
-    let flags = if read_only {
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    } else {
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX
-    };
+    // Read-only opens the file read-write at the OS level but refuses every
+    // write with `query_only`: a connection opened SQLITE_OPEN_READ_ONLY on a
+    // WAL file creates -wal/-shm and cannot remove them when it closes. The
+    // file is never created here (no SQLITE_OPEN_CREATE; precheck refused a
+    // missing file).
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(64);
