@@ -90,6 +90,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         eprintln!("warning: Ctrl-C will not stop running statements: {e}");
     }
     Ok(match shell.run_script(&source) {
+        // A script must end its transactions; dropping the session rolls back.
+        Ok(_) if shell.in_transaction() => {
+            eprintln!("Error: BEGIN without COMMIT or ROLLBACK: the transaction was rolled back");
+            ExitCode::FAILURE
+        }
         Ok(_) => ExitCode::SUCCESS,
         // Whoever closed the pipe has what they wanted.
         Err(ShellError::BrokenPipe) => ExitCode::SUCCESS,

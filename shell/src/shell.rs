@@ -82,6 +82,11 @@ impl Shell {
         }
     }
 
+    /// True between BEGIN and COMMIT/ROLLBACK.
+    pub fn in_transaction(&self) -> bool {
+        self.session.in_transaction()
+    }
+
     /// Makes Ctrl-C stop the running statement (TAIL, CONSUME ... WAIT).
     ///
     /// A second Ctrl-C while the same statement still runs ends the process
