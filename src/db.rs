@@ -314,10 +314,6 @@ impl Database {
         self.inner.max_payload
     }
 
-    pub(crate) fn durability(&self) -> Durability {
-        self.inner.durability
-    }
-
     /// A connection for an explicit transaction: an idle one, or a new one.
     pub(crate) fn take_connection(&self) -> Result<Connection> {
         if let Some(c) = self.inner.spare.lock().unwrap_or_else(|p| p.into_inner()).pop() {
