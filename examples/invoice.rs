@@ -13,7 +13,10 @@ fn main() -> mqlite::Result<()> {
         "CREATE TOPIC IF NOT EXISTS order.placed PARTITIONS 3;
          CREATE TOPIC IF NOT EXISTS invoice.created PARTITIONS 3;",
     )?;
-    db.subscribe("billing", &Subscription::topic("order.placed").from(mqlite::StartFrom::Beginning))?;
+    db.subscribe(
+        "billing",
+        &Subscription::topic("order.placed").from(mqlite::StartFrom::Beginning),
+    )?;
     {
         let tx = db.transaction()?;
         tx.connection()?.execute_batch(
@@ -21,7 +24,10 @@ fn main() -> mqlite::Result<()> {
         )?;
         tx.commit()?;
     }
-    db.publish("order.placed", Message::new(r#"{"orderId": "ORD-7", "total": 42.5}"#).key("ORD-7"))?;
+    db.publish(
+        "order.placed",
+        Message::new(r#"{"orderId": "ORD-7", "total": 42.5}"#).key("ORD-7"),
+    )?;
 
     loop {
         let mut tx = db.transaction()?;

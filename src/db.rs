@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use crate::commit::GroupCommit;
 use crate::group::{self, ConsumeSpec, Delivery, GroupInfo, IdBlock, Subscription};
 use crate::lang::ast::{NackAction, Statement, TopicKind};
 use crate::publish::{self, Message, Published};
@@ -102,6 +103,7 @@ impl DatabaseBuilder {
                 notify: Notify::default(),
                 ids: Mutex::new(IdBlock::default()),
                 spare: Mutex::new(Vec::new()),
+                group_commit: GroupCommit::default(),
             }),
         })
     }
@@ -125,6 +127,8 @@ struct Inner {
     ids: Mutex<IdBlock>,
     /// Idle connections for explicit transactions.
     spare: Mutex<Vec<Connection>>,
+    /// Concurrent publishers share commits.
+    group_commit: GroupCommit,
 }
 
 /// An open mqlite database. Cheap to clone (clones share one connection); `Send + Sync`.
@@ -215,6 +219,15 @@ impl ConsumeRequest {
     }
 }
 
+/// Counters of the group-commit write path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteStats {
+    /// Transactions committed for grouped writes.
+    pub commits: u64,
+    /// Grouped writes (each `publish`/`publish_batch` call is one).
+    pub writes: u64,
+}
+
 /// Most messages one CONSUME may lease.
 pub const MAX_CONSUME: usize = 10_000;
 
@@ -275,6 +288,35 @@ impl Database {
         Ok(v)
     }
 
+    /// As `write`, but concurrent callers share one transaction and one
+    /// commit (group commit); each gets its own result after the commit.
+    pub(crate) fn write_grouped<T, F>(&self, what: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, i64) -> Result<T> + Send + 'static,
+    {
+        if self.inner.read_only {
+            return Err(Error::ReadOnly(what.to_string()));
+        }
+        self.inner.group_commit.run(f, &|jobs| {
+            let conn = self.lock();
+            let tx = begin_immediate(&conn)?;
+            jobs(&tx, self.inner.clock.now_ms());
+            tx.commit()
+                .map_err(|e| Error::CommitAmbiguous(e.to_string()))
+        })
+    }
+
+    /// How many grouped writes (publishes) this handle made, and in how many
+    /// commits: `writes / commits` is the group-commit batch size.
+    pub fn write_stats(&self) -> WriteStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        WriteStats {
+            commits: self.inner.group_commit.batches.load(Relaxed),
+            writes: self.inner.group_commit.writes.load(Relaxed),
+        }
+    }
+
     /// Runs `f` on the connection for reading.
     pub(crate) fn read<T>(&self, f: impl FnOnce(&Connection, i64) -> Result<T>) -> Result<T> {
         let conn = self.lock();
@@ -316,7 +358,13 @@ impl Database {
 
     /// A connection for an explicit transaction: an idle one, or a new one.
     pub(crate) fn take_connection(&self) -> Result<Connection> {
-        if let Some(c) = self.inner.spare.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+        if let Some(c) = self
+            .inner
+            .spare
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+        {
             return Ok(c);
         }
         storage::open(&self.inner.path, self.inner.durability, false)
@@ -464,8 +512,9 @@ impl Database {
             return Ok(Vec::new());
         }
         let max = self.inner.max_payload;
-        let out = self.write("PUBLISH", |c, now| {
-            let t = topic::get(c, topic)?;
+        let topic = topic.to_string();
+        let out = self.write_grouped("PUBLISH", move |c, now| {
+            let t = topic::get(c, &topic)?;
             publish::append(c, now, &t, &messages, max)
         })?;
         self.wake_waiters();
@@ -515,7 +564,9 @@ impl Database {
                 .unwrap_or_else(|p| p.into_inner());
             let version = self.data_version()?;
             self.reserve_ids()?;
-            let got = self.write("CONSUME", |c, now| consume_once(c, now, req, &self.inner.ids))?;
+            let got = self.write("CONSUME", |c, now| {
+                consume_once(c, now, req, &self.inner.ids)
+            })?;
             let Some(deadline) = deadline else {
                 return Ok(got);
             };
@@ -596,7 +647,12 @@ impl Database {
     ///
     /// # Errors
     /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`, `InvalidArgument`.
-    pub fn replay(&self, topic: &str, group: &str, from: crate::lang::ast::ReplayFrom) -> Result<()> {
+    pub fn replay(
+        &self,
+        topic: &str,
+        group: &str,
+        from: crate::lang::ast::ReplayFrom,
+    ) -> Result<()> {
         self.write("REPLAY", |c, now| group::replay(c, now, topic, group, from))?;
         self.wake_waiters();
         Ok(())

@@ -45,7 +45,12 @@ impl Database {
         self.reserve_ids()?;
         let conn = self.take_connection()?;
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        Ok(Transaction { db: self.clone(), conn: Some(conn), failed: None, published: false })
+        Ok(Transaction {
+            db: self.clone(),
+            conn: Some(conn),
+            failed: None,
+            published: false,
+        })
     }
 
     /// Marks `key` as handled by `group`: true the first time (do the work),
@@ -54,7 +59,9 @@ impl Database {
     /// # Errors
     /// Storage errors.
     pub fn mark_processed(&self, group: &str, key: &str) -> Result<bool> {
-        self.write("MARK PROCESSED", |c, now| mark(c, now, group, key, DEFAULT_PROCESSED_TTL))
+        self.write("MARK PROCESSED", |c, now| {
+            mark(c, now, group, key, DEFAULT_PROCESSED_TTL)
+        })
     }
 }
 
@@ -64,7 +71,9 @@ fn fenced(e: &Error) -> bool {
 
 impl Transaction {
     fn conn(&self) -> Result<&Connection> {
-        self.conn.as_ref().ok_or_else(|| Error::Transaction("the transaction is over".into()))
+        self.conn
+            .as_ref()
+            .ok_or_else(|| Error::Transaction("the transaction is over".into()))
     }
 
     /// Runs one operation inside a savepoint: a failed operation leaves no trace.
@@ -113,7 +122,8 @@ impl Transaction {
     /// As [`Database::publish`].
     pub fn publish(&mut self, topic: &str, message: Message) -> Result<Published> {
         let mut v = self.publish_batch(topic, vec![message])?;
-        v.pop().ok_or_else(|| Error::invalid("nothing was published"))
+        v.pop()
+            .ok_or_else(|| Error::invalid("nothing was published"))
     }
 
     /// Publishes messages in this transaction.
@@ -178,7 +188,13 @@ impl Transaction {
     ///
     /// # Errors
     /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`, `InvalidArgument`.
-    pub fn commit_offset(&mut self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()> {
+    pub fn commit_offset(
+        &mut self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+    ) -> Result<()> {
         self.step(|c, _| group::commit_offset(c, group, topic, partition, offset))
     }
 
@@ -258,10 +274,10 @@ impl Transaction {
     }
 
     fn finish(&mut self, _commit: bool) {
-        if let Some(conn) = self.conn.take() {
-            if conn.execute_batch("ROLLBACK").is_ok() {
-                self.db.give_back(conn);
-            }
+        if let Some(conn) = self.conn.take()
+            && conn.execute_batch("ROLLBACK").is_ok()
+        {
+            self.db.give_back(conn);
         }
     }
 }
@@ -273,7 +289,13 @@ impl Drop for Transaction {
 }
 
 /// Marks a processed key; true when it was not already marked (or had expired).
-pub(crate) fn mark(c: &Connection, now: i64, group: &str, key: &str, ttl: Duration) -> Result<bool> {
+pub(crate) fn mark(
+    c: &Connection,
+    now: i64,
+    group: &str,
+    key: &str,
+    ttl: Duration,
+) -> Result<bool> {
     if group.is_empty() || key.is_empty() {
         return Err(Error::invalid("mark_processed needs a group and a key"));
     }

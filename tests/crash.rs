@@ -4,6 +4,7 @@
 //! does). `MQLITE_CRASH_KILLS` raises the number of kills (default 50).
 //!
 //! The test binary re-runs itself as the child (`child_process` below).
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
@@ -13,11 +14,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mqlite::{ConsumeRequest, Database, Durability, Message};
 
 fn open(path: &str) -> Database {
-    Database::builder(path).durability(Durability::Normal).open().expect("open")
+    Database::builder(path)
+        .durability(Durability::Normal)
+        .open()
+        .expect("open")
 }
 
 fn kills() -> usize {
-    std::env::var("MQLITE_CRASH_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(50)
+    std::env::var("MQLITE_CRASH_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
 }
 
 /// A small deterministic generator (xorshift64*): the seed is printed so a
@@ -26,9 +33,16 @@ struct Rng(u64);
 
 impl Rng {
     fn new() -> Rng {
-        let seed = std::env::var("MQLITE_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7) | 1
-        });
+        let seed = std::env::var("MQLITE_CRASH_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(7)
+                    | 1
+            });
         eprintln!("crash test seed: MQLITE_CRASH_SEED={seed}");
         Rng(seed)
     }
@@ -42,7 +56,9 @@ impl Rng {
 
 #[test]
 fn child_process() {
-    let Ok(role) = std::env::var("MQLITE_CRASH_ROLE") else { return };
+    let Ok(role) = std::env::var("MQLITE_CRASH_ROLE") else {
+        return;
+    };
     let path = std::env::var("MQLITE_CRASH_DB").expect("db");
     let db = open(&path);
     match role.as_str() {
@@ -56,7 +72,9 @@ fn child_process() {
 fn copier(db: &Database) {
     loop {
         let mut tx = db.transaction().expect("begin");
-        let got = tx.consume(&ConsumeRequest::topic("in", "copier").max(5)).expect("consume");
+        let got = tx
+            .consume(&ConsumeRequest::topic("in", "copier").max(5))
+            .expect("consume");
         if got.is_empty() {
             tx.rollback().expect("rollback");
             return; // drained
@@ -69,10 +87,14 @@ fn copier(db: &Database) {
             tx.publish("out", m).expect("publish");
             tx.connection()
                 .expect("conn")
-                .execute("INSERT INTO app_rows (payload) VALUES (?1)", [d.payload_str().as_ref()])
+                .execute(
+                    "INSERT INTO app_rows (payload) VALUES (?1)",
+                    [d.payload_str().as_ref()],
+                )
                 .expect("app row");
         }
-        tx.ack(&got.iter().map(|d| d.id).collect::<Vec<_>>()).expect("ack");
+        tx.ack(&got.iter().map(|d| d.id).collect::<Vec<_>>())
+            .expect("ack");
         tx.commit().expect("commit");
     }
 }
@@ -82,18 +104,33 @@ fn copier(db: &Database) {
 /// last acknowledged id.
 fn producer(db: &Database) {
     let log_path = std::env::var("MQLITE_CRASH_LOG").expect("log");
-    let upto: u64 = std::env::var("MQLITE_CRASH_UPTO").expect("upto").parse().expect("upto");
+    let upto: u64 = std::env::var("MQLITE_CRASH_UPTO")
+        .expect("upto")
+        .parse()
+        .expect("upto");
     let last = std::fs::read_to_string(&log_path)
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.parse::<u64>().ok())
         .max();
     let start = last.map_or(0, |l| l.saturating_sub(3));
-    let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log");
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .expect("log");
     for i in start..upto {
-        let p = db.publish("ids", Message::new(format!("id-{i}")).dedup_id(format!("id-{i}"))).expect("publish");
+        let p = db
+            .publish(
+                "ids",
+                Message::new(format!("id-{i}")).dedup_id(format!("id-{i}")),
+            )
+            .expect("publish");
         if last.is_some_and(|l| i <= l) {
-            assert!(p.duplicate, "id-{i} was acknowledged before: must be a duplicate");
+            assert!(
+                p.duplicate,
+                "id-{i} was acknowledged before: must be a duplicate"
+            );
         }
         writeln!(log, "{i}").expect("log write");
     }
@@ -101,11 +138,17 @@ fn producer(db: &Database) {
 
 fn spawn(role: &str, db: &str, env: &[(&str, String)]) -> Child {
     let mut c = Command::new(std::env::current_exe().expect("exe"));
-    c.args(["--exact", "child_process", "--nocapture", "--test-threads", "1"])
-        .env("MQLITE_CRASH_ROLE", role)
-        .env("MQLITE_CRASH_DB", db)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    c.args([
+        "--exact",
+        "child_process",
+        "--nocapture",
+        "--test-threads",
+        "1",
+    ])
+    .env("MQLITE_CRASH_ROLE", role)
+    .env("MQLITE_CRASH_DB", db)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
     for (k, v) in env {
         c.env(k, v);
     }
@@ -122,7 +165,11 @@ fn kill_after(mut child: Child, rng: &mut Rng) -> bool {
     }
     let out = child.wait_with_output().expect("wait");
     if finished {
-        assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     !finished
 }
@@ -130,12 +177,20 @@ fn kill_after(mut child: Child, rng: &mut Rng) -> bool {
 fn integrity_ok(db: &str) {
     let d = open(db);
     let rs = d.execute("CHECK").expect("check");
-    assert_eq!(rs.rows, vec![vec![mqlite::Value::Text("ok".into())]], "integrity after a kill");
+    assert_eq!(
+        rs.rows,
+        vec![vec![mqlite::Value::Text("ok".into())]],
+        "integrity after a kill"
+    );
 }
 
 fn run_to_end(role: &str, db: &str, env: &[(&str, String)]) {
     let out = spawn(role, db, env).wait_with_output().expect("wait");
-    assert!(out.status.success(), "final {role} run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "final {role} run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -153,7 +208,10 @@ fn killed_copier_transactions_lose_and_duplicate_nothing() {
     )
     .unwrap();
     let tx = db.transaction().unwrap();
-    tx.connection().unwrap().execute_batch("CREATE TABLE app_rows (id INTEGER PRIMARY KEY, payload TEXT)").unwrap();
+    tx.connection()
+        .unwrap()
+        .execute_batch("CREATE TABLE app_rows (id INTEGER PRIMARY KEY, payload TEXT)")
+        .unwrap();
     tx.commit().unwrap();
 
     let mut rng = Rng::new();
@@ -179,27 +237,46 @@ fn killed_copier_transactions_lose_and_duplicate_nothing() {
             killed += 1;
             if std::env::var("MQLITE_CRASH_VERBOSE").is_ok() {
                 let lag = db.execute("SELECT lag FROM GROUPS").unwrap();
-                eprintln!("kill {killed}: sent {}, lag {:?}", sent.len(), lag.rows[0][0]);
+                eprintln!(
+                    "kill {killed}: sent {}, lag {:?}",
+                    sent.len(),
+                    lag.rows[0][0]
+                );
             }
         }
         integrity_ok(&p);
     }
     run_to_end("copier", &p, &[]);
 
-    let out = db.execute("SELECT key, payload FROM out ORDER BY partition, offset").unwrap();
-    let outs: Vec<(String, String)> =
-        out.rows.iter().map(|r| (r[0].to_string(), r[1].to_string())).collect();
+    let out = db
+        .execute("SELECT key, payload FROM out ORDER BY partition, offset")
+        .unwrap();
+    let outs: Vec<(String, String)> = out
+        .rows
+        .iter()
+        .map(|r| (r[0].to_string(), r[1].to_string()))
+        .collect();
     let conn_rows: Vec<String> = {
         let tx = db.transaction().unwrap();
         let c = tx.connection().unwrap();
         let mut st = c.prepare("SELECT payload FROM app_rows").unwrap();
-        let v = st.query_map([], |r| r.get(0)).unwrap().collect::<Result<Vec<String>, _>>().unwrap();
+        let v = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<Vec<String>, _>>()
+            .unwrap();
         drop(st);
         tx.rollback().unwrap();
         v
     };
     let want: HashSet<&String> = sent.iter().map(|(_, p)| p).collect();
-    for (what, got) in [("out messages", outs.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>()), ("app rows", conn_rows)] {
+    for (what, got) in [
+        (
+            "out messages",
+            outs.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>(),
+        ),
+        ("app rows", conn_rows),
+    ] {
         let mut counts: HashMap<&String, usize> = HashMap::new();
         for g in &got {
             *counts.entry(g).or_default() += 1;
@@ -207,7 +284,11 @@ fn killed_copier_transactions_lose_and_duplicate_nothing() {
         let lost = want.iter().filter(|w| !counts.contains_key(*w)).count();
         let duplicated = counts.values().filter(|&&c| c > 1).count();
         let unexpected = counts.keys().filter(|k| !want.contains(*k)).count();
-        assert_eq!((lost, duplicated, unexpected), (0, 0, 0), "{what}: lost, duplicated, unexpected after {killed} kills");
+        assert_eq!(
+            (lost, duplicated, unexpected),
+            (0, 0, 0),
+            "{what}: lost, duplicated, unexpected after {killed} kills"
+        );
     }
     // Per key, the output keeps the input order.
     let mut by_key: BTreeMap<&String, Vec<&String>> = BTreeMap::new();
@@ -215,10 +296,17 @@ fn killed_copier_transactions_lose_and_duplicate_nothing() {
         by_key.entry(k).or_default().push(p);
     }
     for (k, ps) in by_key {
-        let want: Vec<&String> = sent.iter().filter(|(sk, _)| sk == k).map(|(_, p)| p).collect();
+        let want: Vec<&String> = sent
+            .iter()
+            .filter(|(sk, _)| sk == k)
+            .map(|(_, p)| p)
+            .collect();
         assert_eq!(ps, want, "order of key {k}");
     }
-    assert_eq!(db.execute("SELECT lag, pending FROM GROUPS").unwrap().rows[0], vec![mqlite::Value::Int(0), mqlite::Value::Int(0)]);
+    assert_eq!(
+        db.execute("SELECT lag, pending FROM GROUPS").unwrap().rows[0],
+        vec![mqlite::Value::Int(0), mqlite::Value::Int(0)]
+    );
 }
 
 #[test]
@@ -236,27 +324,55 @@ fn killed_producers_with_dedup_ids_store_every_id_exactly_once() {
     let mut killed = 0;
     while killed < kills() {
         upto += 40;
-        let env = [("MQLITE_CRASH_LOG", log.clone()), ("MQLITE_CRASH_UPTO", upto.to_string())];
+        let env = [
+            ("MQLITE_CRASH_LOG", log.clone()),
+            ("MQLITE_CRASH_UPTO", upto.to_string()),
+        ];
         if kill_after(spawn("producer", &p, &env), &mut rng) {
             killed += 1;
         }
         integrity_ok(&p);
     }
-    let env = [("MQLITE_CRASH_LOG", log.clone()), ("MQLITE_CRASH_UPTO", upto.to_string())];
+    let env = [
+        ("MQLITE_CRASH_LOG", log.clone()),
+        ("MQLITE_CRASH_UPTO", upto.to_string()),
+    ];
     run_to_end("producer", &p, &env);
 
     let db = open(&p);
-    let rs = db.execute("SELECT payload, COUNT(*) AS n FROM ids GROUP BY payload").unwrap();
+    let rs = db
+        .execute("SELECT payload, COUNT(*) AS n FROM ids GROUP BY payload")
+        .unwrap();
     let stored: HashMap<String, i64> = rs
         .rows
         .iter()
-        .map(|r| (r[0].to_string(), if let mqlite::Value::Int(n) = r[1] { n } else { -1 }))
+        .map(|r| {
+            (
+                r[0].to_string(),
+                if let mqlite::Value::Int(n) = r[1] {
+                    n
+                } else {
+                    -1
+                },
+            )
+        })
         .collect();
     let dups: Vec<_> = stored.iter().filter(|(_, n)| **n != 1).collect();
     assert!(dups.is_empty(), "stored more than once: {dups:?}");
-    let missing: Vec<u64> = (0..upto).filter(|i| !stored.contains_key(&format!("id-{i}"))).collect();
+    let missing: Vec<u64> = (0..upto)
+        .filter(|i| !stored.contains_key(&format!("id-{i}")))
+        .collect();
     assert!(missing.is_empty(), "never stored: {missing:?}");
-    let acked: HashSet<u64> = std::fs::read_to_string(&log).unwrap().lines().filter_map(|l| l.parse().ok()).collect();
-    assert!(acked.iter().all(|i| stored.contains_key(&format!("id-{i}"))), "an acknowledged id is missing");
+    let acked: HashSet<u64> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    assert!(
+        acked
+            .iter()
+            .all(|i| stored.contains_key(&format!("id-{i}"))),
+        "an acknowledged id is missing"
+    );
     assert_eq!(stored.len() as u64, upto, "nothing unexpected");
 }

@@ -1,4 +1,5 @@
 //! Leased deliveries: ack wait, redelivery, fencing, ordered groups.
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The dead-letter queue: listing, requeue to the failed group only, purge.
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 
 mod common;
 
@@ -11,7 +12,8 @@ use serde_json::json;
 fn kill(db: &mqlite::Database, from: ConsumeRequest, reason: &str) {
     let d = db.consume(&from).unwrap();
     assert_eq!(d.len(), 1);
-    db.execute(&format!("NACK {} DEAD '{reason}'", d[0].id)).unwrap();
+    db.execute(&format!("NACK {} DEAD '{reason}'", d[0].id))
+        .unwrap();
 }
 
 #[test]
@@ -24,19 +26,36 @@ fn requeue_redelivers_to_that_group_only_with_attempts_reset() {
     )
     .unwrap();
     // stock takes it normally; email fails it.
-    let s = db.consume(&ConsumeRequest::topic("orders", "stock")).unwrap();
+    let s = db
+        .consume(&ConsumeRequest::topic("orders", "stock"))
+        .unwrap();
     db.ack(&[s[0].id]).unwrap();
     kill(db, ConsumeRequest::topic("orders", "email"), "smtp down");
     let dead = rows(db, "SELECT topic, group, key, reason, orderId FROM DLQ");
-    assert_eq!(dead, [json!({"topic": "orders", "group": "email", "key": "o1", "reason": "smtp down", "orderId": "o1"})]);
+    assert_eq!(
+        dead,
+        [
+            json!({"topic": "orders", "group": "email", "key": "o1", "reason": "smtp down", "orderId": "o1"})
+        ]
+    );
 
-    assert_eq!(rows(db, "REQUEUE DLQ orders GROUP email"), [json!({"requeued": 1})]);
+    assert_eq!(
+        rows(db, "REQUEUE DLQ orders GROUP email"),
+        [json!({"requeued": 1})]
+    );
     assert!(rows(db, "SELECT * FROM DLQ").is_empty());
-    let again = db.consume(&ConsumeRequest::topic("orders", "email")).unwrap();
+    let again = db
+        .consume(&ConsumeRequest::topic("orders", "email"))
+        .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 1, "attempts reset");
     assert_eq!(again[0].payload_str(), "{\"orderId\": \"o1\"}");
-    assert!(db.consume(&ConsumeRequest::topic("orders", "stock")).unwrap().is_empty(), "only email gets it again");
+    assert!(
+        db.consume(&ConsumeRequest::topic("orders", "stock"))
+            .unwrap()
+            .is_empty(),
+        "only email gets it again"
+    );
     db.ack(&[again[0].id]).unwrap();
 }
 
@@ -44,11 +63,15 @@ fn requeue_redelivers_to_that_group_only_with_attempts_reset() {
 fn requeue_works_for_a_queue_whose_log_already_dropped_the_message() {
     let t = open();
     let db = &t.db;
-    db.execute("CREATE QUEUE jobs; PUBLISH jobs 'a', 'b'").unwrap();
+    db.execute("CREATE QUEUE jobs; PUBLISH jobs 'a', 'b'")
+        .unwrap();
     kill(db, ConsumeRequest::queue("jobs"), "boom");
     // The queue trimmed the dead message from its log.
     assert_eq!(db.topic_stats("jobs").unwrap().messages, 1);
-    assert_eq!(rows(db, "REQUEUE DLQ jobs WHERE reason = 'boom'"), [json!({"requeued": 1})]);
+    assert_eq!(
+        rows(db, "REQUEUE DLQ jobs WHERE reason = 'boom'"),
+        [json!({"requeued": 1})]
+    );
     let got = db.consume(&ConsumeRequest::queue("jobs").max(5)).unwrap();
     let mut p: Vec<String> = got.iter().map(|d| d.payload_str().into_owned()).collect();
     p.sort();
@@ -56,7 +79,10 @@ fn requeue_works_for_a_queue_whose_log_already_dropped_the_message() {
     // It can die again, keeping its payload.
     let a = got.iter().find(|d| d.payload_str() == "a").unwrap();
     db.execute(&format!("NACK {} DEAD 'again'", a.id)).unwrap();
-    assert_eq!(rows(db, "SELECT payload, reason FROM DLQ"), [json!({"payload": "a", "reason": "again"})]);
+    assert_eq!(
+        rows(db, "SELECT payload, reason FROM DLQ"),
+        [json!({"payload": "a", "reason": "again"})]
+    );
     assert_eq!(rows(db, "CHECK"), [json!({"result": "ok"})]);
 }
 
@@ -64,18 +90,33 @@ fn requeue_works_for_a_queue_whose_log_already_dropped_the_message() {
 fn requeue_and_purge_filters_and_limits() {
     let t = open();
     let db = &t.db;
-    db.execute("CREATE QUEUE jobs; CREATE QUEUE mail; PUBLISH jobs 'j1', 'j2', 'j3'; PUBLISH mail 'm1'").unwrap();
+    db.execute(
+        "CREATE QUEUE jobs; CREATE QUEUE mail; PUBLISH jobs 'j1', 'j2', 'j3'; PUBLISH mail 'm1'",
+    )
+    .unwrap();
     for _ in 0..3 {
         kill(db, ConsumeRequest::queue("jobs"), "bad");
     }
     kill(db, ConsumeRequest::queue("mail"), "smtp");
-    assert_eq!(rows(db, "REQUEUE DLQ jobs LIMIT 2"), [json!({"requeued": 2})]);
+    assert_eq!(
+        rows(db, "REQUEUE DLQ jobs LIMIT 2"),
+        [json!({"requeued": 2})]
+    );
     assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM DLQ")[0]["n"], 2);
-    assert_eq!(rows(db, "PURGE DLQ WHERE reason = 'smtp'"), [json!({"purged": 1})]);
-    assert_eq!(rows(db, "SELECT payload FROM DLQ"), [json!({"payload": "j3"})]);
+    assert_eq!(
+        rows(db, "PURGE DLQ WHERE reason = 'smtp'"),
+        [json!({"purged": 1})]
+    );
+    assert_eq!(
+        rows(db, "SELECT payload FROM DLQ"),
+        [json!({"payload": "j3"})]
+    );
     assert_eq!(rows(db, "PURGE DLQ"), [json!({"purged": 1})]);
     assert_eq!(rows(db, "REQUEUE DLQ nope"), [json!({"requeued": 0})]);
-    assert!(err(db, "REQUEUE DLQ WHERE nosuch.col = 1 OR COUNT(*) > 1").contains("not allowed in WHERE"));
+    assert!(
+        err(db, "REQUEUE DLQ WHERE nosuch.col = 1 OR COUNT(*) > 1")
+            .contains("not allowed in WHERE")
+    );
     assert!(err(db, "PURGE DLQ jobs GROUP").contains("syntax error"));
 }
 
@@ -83,22 +124,32 @@ fn requeue_and_purge_filters_and_limits() {
 fn requeue_refuses_a_group_that_is_gone() {
     let t = open();
     let db = &t.db;
-    db.execute("CREATE TOPIC ev; SUBSCRIBE GROUP g TO ev; PUBLISH ev 'x'").unwrap();
+    db.execute("CREATE TOPIC ev; SUBSCRIBE GROUP g TO ev; PUBLISH ev 'x'")
+        .unwrap();
     kill(db, ConsumeRequest::topic("ev", "g"), "bad");
     db.execute("UNSUBSCRIBE GROUP g").unwrap();
     let e = err(db, "REQUEUE DLQ");
     assert!(e.contains("group 'g'") && e.contains("no longer"), "{e}");
-    assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM DLQ")[0]["n"], 1, "nothing changed");
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM DLQ")[0]["n"],
+        1,
+        "nothing changed"
+    );
 }
 
 #[test]
 fn expired_attempts_carry_into_the_dlq() {
     let t = open();
     let db = &t.db;
-    db.execute("CREATE QUEUE jobs MAX DELIVERIES 1 ACK WAIT 1s; PUBLISH jobs 'x'").unwrap();
+    db.execute("CREATE QUEUE jobs MAX DELIVERIES 1 ACK WAIT 1s; PUBLISH jobs 'x'")
+        .unwrap();
     db.consume(&ConsumeRequest::queue("jobs")).unwrap();
     t.clock.advance(Duration::from_secs(2));
-    assert!(db.consume(&ConsumeRequest::queue("jobs")).unwrap().is_empty());
+    assert!(
+        db.consume(&ConsumeRequest::queue("jobs"))
+            .unwrap()
+            .is_empty()
+    );
     let d = rows(db, "SELECT attempts, reason, failed_at FROM DLQ");
     assert_eq!(d[0]["attempts"], 1);
     assert_eq!(d[0]["failed_at"], "2023-11-14T22:13:22.000Z");

@@ -1,4 +1,5 @@
 //! Consumer groups: fan-out, competing members, patterns, start positions, partitions.
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! The command language: `parse(display(ast)) == ast` for random trees,
 //! robustness on random input, and the rendering of syntax errors.
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! Several real processes on one file: producers and a consumer, nothing lost
 //! or duplicated. The test binary re-runs itself as the child processes.
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};

@@ -1,4 +1,5 @@
 //! Queues: point-to-point, FIFO, gone once acked.
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 
 mod common;
 

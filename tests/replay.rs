@@ -1,4 +1,5 @@
 //! Replay, TAIL, EXPORT and IMPORT: reading history.
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 
 mod common;
 
@@ -10,32 +11,46 @@ use mqlite::{ConsumeRequest, Message};
 use serde_json::json;
 
 fn payloads(db: &mqlite::Database, req: ConsumeRequest) -> Vec<String> {
-    db.consume(&req.max(100)).unwrap().iter().map(|d| d.payload_str().into_owned()).collect()
+    db.consume(&req.max(100))
+        .unwrap()
+        .iter()
+        .map(|d| d.payload_str().into_owned())
+        .collect()
 }
 
 #[test]
 fn replay_moves_a_group_and_only_that_group() {
     let t = open();
     let db = &t.db;
-    db.execute("CREATE TOPIC ev PARTITIONS 2; SUBSCRIBE GROUP a TO ev; SUBSCRIBE GROUP b TO ev").unwrap();
+    db.execute("CREATE TOPIC ev PARTITIONS 2; SUBSCRIBE GROUP a TO ev; SUBSCRIBE GROUP b TO ev")
+        .unwrap();
     for i in 0..4 {
-        db.publish("ev", Message::new(format!("m{i}")).partition(i % 2)).unwrap();
+        db.publish("ev", Message::new(format!("m{i}")).partition(i % 2))
+            .unwrap();
     }
     t.clock.advance(Duration::from_secs(3600));
     db.publish("ev", Message::new("late").partition(0)).unwrap();
-    let all = db.consume(&ConsumeRequest::topic("ev", "a").max(100)).unwrap();
+    let all = db
+        .consume(&ConsumeRequest::topic("ev", "a").max(100))
+        .unwrap();
     assert_eq!(all.len(), 5);
-    db.ack(&all.iter().map(|d| d.id).collect::<Vec<_>>()).unwrap();
+    db.ack(&all.iter().map(|d| d.id).collect::<Vec<_>>())
+        .unwrap();
 
     db.execute("REPLAY ev GROUP a FROM BEGINNING").unwrap();
     let mut again = payloads(db, ConsumeRequest::topic("ev", "a"));
     again.sort();
     assert_eq!(again, ["late", "m0", "m1", "m2", "m3"]);
 
-    db.execute("REPLAY ev GROUP a FROM OFFSET 1 PARTITION 0").unwrap();
-    assert_eq!(payloads(db, ConsumeRequest::topic("ev", "a")), ["m2", "late"]);
+    db.execute("REPLAY ev GROUP a FROM OFFSET 1 PARTITION 0")
+        .unwrap();
+    assert_eq!(
+        payloads(db, ConsumeRequest::topic("ev", "a")),
+        ["m2", "late"]
+    );
 
-    db.execute("REPLAY ev GROUP a FROM TIMESTAMP '-30m'").unwrap();
+    db.execute("REPLAY ev GROUP a FROM TIMESTAMP '-30m'")
+        .unwrap();
     assert_eq!(payloads(db, ConsumeRequest::topic("ev", "a")), ["late"]);
 
     db.execute("REPLAY ev GROUP a FROM LATEST").unwrap();
@@ -46,10 +61,17 @@ fn replay_moves_a_group_and_only_that_group() {
     db.execute("REPLAY ev GROUP a FROM BEGINNING").unwrap();
     assert!(err(db, &format!("ACK {}", d[0].id)).contains("unknown"));
 
-    assert_eq!(payloads(db, ConsumeRequest::topic("ev", "b")).len(), 5, "b untouched");
+    assert_eq!(
+        payloads(db, ConsumeRequest::topic("ev", "b")).len(),
+        5,
+        "b untouched"
+    );
     assert!(err(db, "REPLAY ev GROUP nope FROM BEGINNING").contains("group 'nope' does not exist"));
     assert!(err(db, "REPLAY nope GROUP a FROM BEGINNING").contains("topic 'nope' does not exist"));
-    assert!(err(db, "REPLAY ev GROUP a FROM OFFSET 0 PARTITION 7").contains("partition 7 does not exist"));
+    assert!(
+        err(db, "REPLAY ev GROUP a FROM OFFSET 0 PARTITION 7")
+            .contains("partition 7 does not exist")
+    );
     assert!(err(db, "REPLAY ev GROUP a").contains("syntax error"));
 }
 
@@ -57,14 +79,18 @@ fn replay_moves_a_group_and_only_that_group() {
 fn tail_follows_new_messages_until_interrupted() {
     let t = open();
     let db = t.db.clone();
-    db.execute("CREATE TOPIC logs PARTITIONS 2; PUBLISH logs 'before'").unwrap();
+    db.execute("CREATE TOPIC logs PARTITIONS 2; PUBLISH logs 'before'")
+        .unwrap();
     let mut session = db.session();
     let stop = session.interrupt_flag();
     let publisher = {
         let db = db.clone();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(50));
-            db.execute("PUBLISH logs {\"level\": \"info\"}, {\"level\": \"error\", \"msg\": \"disk\"}").unwrap();
+            db.execute(
+                "PUBLISH logs {\"level\": \"info\"}, {\"level\": \"error\", \"msg\": \"disk\"}",
+            )
+            .unwrap();
         })
     };
     let stmt = mqlite::lang::parse_statement("TAIL logs WHERE level = 'error'").unwrap();
@@ -89,13 +115,27 @@ fn export_then_import_round_trips_messages() {
     let db = &t.db;
     let file = t.dir.path().join("orders.jsonl");
     let f = file.to_str().unwrap();
-    db.execute("CREATE TOPIC orders; CREATE TOPIC copy").unwrap();
-    db.execute("PUBLISH orders KEY 'k1' HEADERS (src = 'web') {\"n\": 1}, {\"n\": 2}").unwrap();
+    db.execute("CREATE TOPIC orders; CREATE TOPIC copy")
+        .unwrap();
+    db.execute("PUBLISH orders KEY 'k1' HEADERS (src = 'web') {\"n\": 1}, {\"n\": 2}")
+        .unwrap();
     db.execute("PUBLISH orders 'plain text'").unwrap();
-    assert_eq!(rows(db, &format!("EXPORT orders TO '{f}' WHERE n > 1 OR key IS NULL")), [json!({"exported": 2})]);
-    assert_eq!(rows(db, &format!("EXPORT orders TO '{f}'")), [json!({"exported": 3})]);
+    assert_eq!(
+        rows(
+            db,
+            &format!("EXPORT orders TO '{f}' WHERE n > 1 OR key IS NULL")
+        ),
+        [json!({"exported": 2})]
+    );
+    assert_eq!(
+        rows(db, &format!("EXPORT orders TO '{f}'")),
+        [json!({"exported": 3})]
+    );
     assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 3);
-    assert_eq!(rows(db, &format!("IMPORT '{f}' INTO copy")), [json!({"imported": 3})]);
+    assert_eq!(
+        rows(db, &format!("IMPORT '{f}' INTO copy")),
+        [json!({"imported": 3})]
+    );
     let a = rows(db, "SELECT key, headers, payload FROM orders");
     let b = rows(db, "SELECT key, headers, payload FROM copy");
     assert_eq!(a, b);
@@ -103,7 +143,11 @@ fn export_then_import_round_trips_messages() {
     std::fs::write(&file, "{\"payload\": \"ok\"}\nnot json\n").unwrap();
     let e = err(db, &format!("IMPORT '{f}' INTO copy"));
     assert!(e.contains("line 2"), "{e}");
-    assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM copy")[0]["n"], 3, "all or nothing");
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM copy")[0]["n"],
+        3,
+        "all or nothing"
+    );
     assert!(err(db, "IMPORT '/nonexistent/x.jsonl' INTO copy").contains("cannot read"));
     assert!(err(db, "EXPORT nope TO '/tmp/x.jsonl'").contains("topic 'nope' does not exist"));
 }

@@ -1,5 +1,6 @@
 //! Every statement of the language: its happy path and its bad input.
 //! Bad input gets a clear error naming what was wrong and changes nothing.
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 
 mod common;
 

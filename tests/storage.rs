@@ -1,4 +1,5 @@
 //! The file: one 0600 SQLite file, refused when foreign or newer, read-only mode.
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 
 mod common;
 
@@ -66,7 +67,11 @@ fn wal_mode_and_full_durability_by_default() {
 /// auto-vacuum, and offset 64 is non-zero for incremental vacuum.
 fn header_modes(path: &std::path::Path) -> (String, i64) {
     let b = std::fs::read(path).expect("read db");
-    let wal = if b[18] == 2 && b[19] == 2 { "wal" } else { "rollback" };
+    let wal = if b[18] == 2 && b[19] == 2 {
+        "wal"
+    } else {
+        "rollback"
+    };
     let largest_root = u32::from_be_bytes([b[52], b[53], b[54], b[55]]);
     let incremental = u32::from_be_bytes([b[64], b[65], b[66], b[67]]);
     let av = match (largest_root, incremental) {
@@ -154,5 +159,9 @@ fn read_only_never_creates_and_never_writes() {
     assert!(ro.execute("CONSUME FROM jobs").is_err());
     drop(ro);
     assert_eq!(std::fs::read(&path).unwrap(), before);
-    assert_eq!(files_in(dir.path()), ["missing.db"], "no -wal/-shm left behind");
+    assert_eq!(
+        files_in(dir.path()),
+        ["missing.db"],
+        "no -wal/-shm left behind"
+    );
 }

@@ -1,4 +1,5 @@
 //! Exactly-once building blocks: transactions, fencing, dedup, the processed table.
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 
 mod common;
 
@@ -24,7 +25,11 @@ fn setup(db: &mqlite::Database) {
 
 fn invoices(db: &mqlite::Database) -> i64 {
     let tx = db.transaction().unwrap();
-    let n = tx.connection().unwrap().query_row("SELECT COUNT(*) FROM invoices", [], |r| r.get(0)).unwrap();
+    let n = tx
+        .connection()
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM invoices", [], |r| r.get(0))
+        .unwrap();
     tx.rollback().unwrap();
     n
 }
@@ -34,33 +39,59 @@ fn consume_transform_produce_commits_all_or_nothing() {
     let t = open();
     let db = &t.db;
     setup(db);
-    db.publish("order.placed", Message::new(r#"{"orderId": "o1", "total": 10}"#).key("o1")).unwrap();
+    db.publish(
+        "order.placed",
+        Message::new(r#"{"orderId": "o1", "total": 10}"#).key("o1"),
+    )
+    .unwrap();
 
     // A transaction that rolls back leaves no trace, and the lease never happened.
     {
         let mut tx = db.transaction().unwrap();
-        let d = tx.consume(&ConsumeRequest::topic("order.placed", "billing")).unwrap();
+        let d = tx
+            .consume(&ConsumeRequest::topic("order.placed", "billing"))
+            .unwrap();
         assert_eq!(d[0].attempt, 1);
-        tx.connection().unwrap().execute("INSERT INTO invoices VALUES ('o1', 10)", []).unwrap();
-        tx.publish("invoice.created", Message::new("inv-o1").key("o1")).unwrap();
+        tx.connection()
+            .unwrap()
+            .execute("INSERT INTO invoices VALUES ('o1', 10)", [])
+            .unwrap();
+        tx.publish("invoice.created", Message::new("inv-o1").key("o1"))
+            .unwrap();
         tx.ack(&[d[0].id]).unwrap();
         // dropped: rolled back
     }
     assert_eq!(invoices(db), 0);
-    assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"], 0);
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
+        0
+    );
 
     let mut tx = db.transaction().unwrap();
-    let d = tx.consume(&ConsumeRequest::topic("order.placed", "billing")).unwrap();
+    let d = tx
+        .consume(&ConsumeRequest::topic("order.placed", "billing"))
+        .unwrap();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].attempt, 1, "same attempt after a rolled-back lease");
-    tx.connection().unwrap().execute("INSERT INTO invoices VALUES ('o1', 10)", []).unwrap();
-    tx.publish("invoice.created", Message::new("inv-o1").key("o1")).unwrap();
+    tx.connection()
+        .unwrap()
+        .execute("INSERT INTO invoices VALUES ('o1', 10)", [])
+        .unwrap();
+    tx.publish("invoice.created", Message::new("inv-o1").key("o1"))
+        .unwrap();
     tx.ack(&[d[0].id]).unwrap();
     tx.commit().unwrap();
 
     assert_eq!(invoices(db), 1);
-    assert_eq!(rows(db, "SELECT payload FROM invoice.created"), [json!({"payload": "inv-o1"})]);
-    assert!(db.consume(&ConsumeRequest::topic("order.placed", "billing")).unwrap().is_empty());
+    assert_eq!(
+        rows(db, "SELECT payload FROM invoice.created"),
+        [json!({"payload": "inv-o1"})]
+    );
+    assert!(
+        db.consume(&ConsumeRequest::topic("order.placed", "billing"))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -69,22 +100,39 @@ fn a_fenced_ack_makes_the_whole_transaction_fail() {
     let db = &t.db;
     setup(db);
     db.publish("order.placed", Message::new("o1")).unwrap();
-    let late = db.consume(&ConsumeRequest::topic("order.placed", "billing")).unwrap();
+    let late = db
+        .consume(&ConsumeRequest::topic("order.placed", "billing"))
+        .unwrap();
     t.clock.advance(Duration::from_secs(31));
-    let fresh = db.consume(&ConsumeRequest::topic("order.placed", "billing")).unwrap();
+    let fresh = db
+        .consume(&ConsumeRequest::topic("order.placed", "billing"))
+        .unwrap();
     assert_eq!(fresh[0].attempt, 2);
 
     // The late worker's transaction: its work and its ack go nowhere.
     let mut tx = db.transaction().unwrap();
-    tx.connection().unwrap().execute("INSERT INTO invoices VALUES ('o1', 10)", []).unwrap();
-    tx.publish("invoice.created", Message::new("inv-o1")).unwrap();
-    assert!(matches!(tx.ack(&[late[0].id]), Err(Error::StaleDelivery { .. })));
-    assert!(matches!(tx.publish("invoice.created", Message::new("x")), Err(Error::TransactionAborted(_))));
+    tx.connection()
+        .unwrap()
+        .execute("INSERT INTO invoices VALUES ('o1', 10)", [])
+        .unwrap();
+    tx.publish("invoice.created", Message::new("inv-o1"))
+        .unwrap();
+    assert!(matches!(
+        tx.ack(&[late[0].id]),
+        Err(Error::StaleDelivery { .. })
+    ));
+    assert!(matches!(
+        tx.publish("invoice.created", Message::new("x")),
+        Err(Error::TransactionAborted(_))
+    ));
     let e = tx.commit().unwrap_err();
     assert!(matches!(e, Error::TransactionAborted(_)), "{e}");
     assert!(e.to_string().contains("redelivered as"), "{e}");
     assert_eq!(invoices(db), 0);
-    assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"], 0);
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
+        0
+    );
     // The fresh delivery is intact.
     db.ack(&[fresh[0].id]).unwrap();
 }
@@ -96,10 +144,16 @@ fn other_failures_inside_a_transaction_change_nothing_and_it_goes_on() {
     setup(db);
     let mut tx = db.transaction().unwrap();
     tx.publish("invoice.created", Message::new("a")).unwrap();
-    assert!(matches!(tx.publish("nope", Message::new("b")), Err(Error::TopicNotFound(_))));
+    assert!(matches!(
+        tx.publish("nope", Message::new("b")),
+        Err(Error::TopicNotFound(_))
+    ));
     tx.publish("invoice.created", Message::new("c")).unwrap();
     tx.commit().unwrap();
-    assert_eq!(rows(db, "SELECT payload FROM invoice.created"), [json!({"payload": "a"}), json!({"payload": "c"})]);
+    assert_eq!(
+        rows(db, "SELECT payload FROM invoice.created"),
+        [json!({"payload": "a"}), json!({"payload": "c"})]
+    );
 }
 
 #[test]
@@ -108,8 +162,12 @@ fn the_language_has_begin_commit_rollback() {
     let db = &t.db;
     setup(db);
     db.execute("PUBLISH order.placed 'o1', 'o2'").unwrap();
-    db.execute("BEGIN; PUBLISH invoice.created 'x'; ROLLBACK").unwrap();
-    assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"], 0);
+    db.execute("BEGIN; PUBLISH invoice.created 'x'; ROLLBACK")
+        .unwrap();
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
+        0
+    );
 
     let mut s = db.session();
     let run = |s: &mut mqlite::Session, sql: &str| {
@@ -122,22 +180,45 @@ fn the_language_has_begin_commit_rollback() {
     run(&mut s, "PUBLISH invoice.created 'inv-1'").unwrap();
     let id = d.get(0, "delivery").unwrap().to_string();
     run(&mut s, &format!("ACK {id}")).unwrap();
-    assert!(run(&mut s, "BEGIN").unwrap_err().to_string().contains("already open"));
-    assert!(matches!(run(&mut s, "CONSUME FROM order.placed GROUP billing WAIT 1s"), Err(Error::InvalidArgument(_))));
+    assert!(
+        run(&mut s, "BEGIN")
+            .unwrap_err()
+            .to_string()
+            .contains("already open")
+    );
+    assert!(matches!(
+        run(&mut s, "CONSUME FROM order.placed GROUP billing WAIT 1s"),
+        Err(Error::InvalidArgument(_))
+    ));
     // Another handle does not see uncommitted work.
-    assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"], 0);
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
+        0
+    );
     run(&mut s, "COMMIT").unwrap();
     assert!(!s.in_transaction());
-    assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"], 1);
-    assert_eq!(rows(db, "SELECT pending FROM GROUPS WHERE group = 'billing'")[0]["pending"], 1);
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
+        1
+    );
+    assert_eq!(
+        rows(db, "SELECT pending FROM GROUPS WHERE group = 'billing'")[0]["pending"],
+        1
+    );
 
     assert!(err(db, "COMMIT").contains("no open transaction"));
     assert!(err(db, "ROLLBACK").contains("no open transaction"));
     assert!(err(db, "BEGIN; PUBLISH invoice.created 'y'").contains("rolled back"));
-    assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"], 1);
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
+        1
+    );
     // A fenced ACK inside BEGIN: the script fails and nothing of it stays.
     assert!(err(db, "BEGIN; PUBLISH invoice.created 'z'; ACK 999999; COMMIT").contains("unknown"));
-    assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"], 1);
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
+        1
+    );
 }
 
 #[test]
@@ -161,19 +242,39 @@ fn delivery_ids_from_a_rolled_back_transaction_are_never_issued_again() {
 fn dedup_window_and_its_expiry() {
     let t = open();
     let db = &t.db;
-    db.execute("CREATE TOPIC pay PARTITIONS 3 DEDUP WINDOW 1h").unwrap();
+    db.execute("CREATE TOPIC pay PARTITIONS 3 DEDUP WINDOW 1h")
+        .unwrap();
     let a = rows(db, "PUBLISH pay KEY 'k' DEDUP 'pay-1' 'charge 10'");
     assert_eq!(a[0]["duplicate"], false);
-    let b = rows(db, "PUBLISH pay KEY 'other' DEDUP 'pay-1' 'charge 10 again'");
+    let b = rows(
+        db,
+        "PUBLISH pay KEY 'other' DEDUP 'pay-1' 'charge 10 again'",
+    );
     assert_eq!(b[0]["duplicate"], true);
-    assert_eq!((&b[0]["partition"], &b[0]["offset"]), (&a[0]["partition"], &a[0]["offset"]), "the original's position");
-    assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM pay")[0]["n"], 1, "nothing stored");
+    assert_eq!(
+        (&b[0]["partition"], &b[0]["offset"]),
+        (&a[0]["partition"], &a[0]["offset"]),
+        "the original's position"
+    );
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM pay")[0]["n"],
+        1,
+        "nothing stored"
+    );
     // Library builder, same id: duplicate too.
-    let p = db.publish("pay", Message::new("x").dedup_id("pay-1")).unwrap();
+    let p = db
+        .publish("pay", Message::new("x").dedup_id("pay-1"))
+        .unwrap();
     assert!(p.duplicate);
     // Inside one batch, the second copy is a duplicate of the first.
     let ps = db
-        .publish_batch("pay", vec![Message::new("b1").dedup_id("pay-2"), Message::new("b2").dedup_id("pay-2")])
+        .publish_batch(
+            "pay",
+            vec![
+                Message::new("b1").dedup_id("pay-2"),
+                Message::new("b2").dedup_id("pay-2"),
+            ],
+        )
         .unwrap();
     assert!(!ps[0].duplicate && ps[1].duplicate);
     assert_eq!(ps[1].offset, ps[0].offset);
@@ -194,20 +295,41 @@ fn processed_table_remembers_keys_until_they_expire() {
     assert!(!db.mark_processed("email", "order-1").unwrap());
     assert!(db.mark_processed("sms", "order-1").unwrap(), "per group");
     let r = rows(db, "SELECT group, key FROM PROCESSED ORDER BY group");
-    assert_eq!(r, [json!({"group": "email", "key": "order-1"}), json!({"group": "sms", "key": "order-1"})]);
+    assert_eq!(
+        r,
+        [
+            json!({"group": "email", "key": "order-1"}),
+            json!({"group": "sms", "key": "order-1"})
+        ]
+    );
 
     let mut tx = db.transaction().unwrap();
-    assert!(tx.mark_processed_for("email", "order-2", Duration::from_secs(60)).unwrap());
+    assert!(
+        tx.mark_processed_for("email", "order-2", Duration::from_secs(60))
+            .unwrap()
+    );
     tx.rollback().unwrap();
-    assert!(db.mark_processed("email", "order-2").unwrap(), "a rolled-back mark never happened");
+    assert!(
+        db.mark_processed("email", "order-2").unwrap(),
+        "a rolled-back mark never happened"
+    );
 
     let mut tx = db.transaction().unwrap();
-    assert!(tx.mark_processed_for("email", "short", Duration::from_secs(60)).unwrap());
+    assert!(
+        tx.mark_processed_for("email", "short", Duration::from_secs(60))
+            .unwrap()
+    );
     tx.commit().unwrap();
     t.clock.advance(Duration::from_secs(61));
-    assert!(db.mark_processed("email", "short").unwrap(), "expired: handled again");
+    assert!(
+        db.mark_processed("email", "short").unwrap(),
+        "expired: handled again"
+    );
     t.clock.advance(mqlite::DEFAULT_PROCESSED_TTL);
-    assert!(db.mark_processed("email", "order-1").unwrap(), "the default TTL passed");
+    assert!(
+        db.mark_processed("email", "order-1").unwrap(),
+        "the default TTL passed"
+    );
     assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM PROCESSED")[0]["n"], 1);
 }
 
@@ -215,17 +337,31 @@ fn processed_table_remembers_keys_until_they_expire() {
 fn explicit_offset_commit_inside_a_transaction() {
     let t = open();
     let db = &t.db;
-    db.execute("CREATE TOPIC ev PARTITIONS 2 RETENTION UNTIL CONSUMED").unwrap();
+    db.execute("CREATE TOPIC ev PARTITIONS 2 RETENTION UNTIL CONSUMED")
+        .unwrap();
     db.subscribe("reader", &Subscription::topic("ev")).unwrap();
     for i in 0..6 {
-        db.publish("ev", Message::new(format!("m{i}")).partition(0)).unwrap();
+        db.publish("ev", Message::new(format!("m{i}")).partition(0))
+            .unwrap();
     }
-    let d = db.consume(&ConsumeRequest::topic("ev", "reader").max(2)).unwrap();
+    let d = db
+        .consume(&ConsumeRequest::topic("ev", "reader").max(2))
+        .unwrap();
     assert_eq!(d.len(), 2);
     let mut tx = db.transaction().unwrap();
     tx.commit_offset("reader", "ev", 0, 4).unwrap();
-    assert!(tx.commit_offset("reader", "ev", 0, 99).unwrap_err().to_string().contains("past the end"));
-    assert!(tx.commit_offset("reader", "ev", 5, 0).unwrap_err().to_string().contains("partition 5"));
+    assert!(
+        tx.commit_offset("reader", "ev", 0, 99)
+            .unwrap_err()
+            .to_string()
+            .contains("past the end")
+    );
+    assert!(
+        tx.commit_offset("reader", "ev", 5, 0)
+            .unwrap_err()
+            .to_string()
+            .contains("partition 5")
+    );
     tx.commit().unwrap();
     let rest: Vec<String> = db
         .consume(&ConsumeRequest::topic("ev", "reader").max(10))
@@ -234,6 +370,13 @@ fn explicit_offset_commit_inside_a_transaction() {
         .map(|d| d.payload_str().into_owned())
         .collect();
     assert_eq!(rest, ["m4", "m5"]);
-    assert!(matches!(db.ack(&[d[0].id]), Err(Error::UnknownDelivery(_))), "committed past: done");
-    assert_eq!(db.topic_stats("ev").unwrap().messages, 2, "UNTIL CONSUMED trimmed below the committed offset");
+    assert!(
+        matches!(db.ack(&[d[0].id]), Err(Error::UnknownDelivery(_))),
+        "committed past: done"
+    );
+    assert_eq!(
+        db.topic_stats("ev").unwrap().messages,
+        2,
+        "UNTIL CONSUMED trimmed below the committed offset"
+    );
 }

@@ -447,13 +447,30 @@ fn line_mode_separates_rows_of_consecutive_statements() {
 fn transactions_in_scripts() {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = dir.path().join("tx.db");
-    run(&db, "CREATE QUEUE jobs; BEGIN; PUBLISH jobs 'a'; PUBLISH jobs 'b'; COMMIT").success();
+    run(
+        &db,
+        "CREATE QUEUE jobs; BEGIN; PUBLISH jobs 'a'; PUBLISH jobs 'b'; COMMIT",
+    )
+    .success();
     // A fenced ACK inside BEGIN: exit 1 and the transaction is rolled back.
-    let a = run(&db, "BEGIN; PUBLISH jobs 'c'; ACK 424242; COMMIT").failure().code(1);
-    assert!(stderr(&a).contains("delivery 424242 is unknown"), "{}", stderr(&a));
+    let a = run(&db, "BEGIN; PUBLISH jobs 'c'; ACK 424242; COMMIT")
+        .failure()
+        .code(1);
+    assert!(
+        stderr(&a).contains("delivery 424242 is unknown"),
+        "{}",
+        stderr(&a)
+    );
     // A script that never commits: exit 1, rolled back.
     let a = run(&db, "BEGIN; PUBLISH jobs 'd'").failure().code(1);
-    assert!(stderr(&a).contains("BEGIN without COMMIT"), "{}", stderr(&a));
+    assert!(
+        stderr(&a).contains("BEGIN without COMMIT"),
+        "{}",
+        stderr(&a)
+    );
     let a = run(&db, "SELECT payload FROM jobs").success();
-    assert_eq!(stdout_lines(&a), [r#"{"payload":"a"}"#, r#"{"payload":"b"}"#]);
+    assert_eq!(
+        stdout_lines(&a),
+        [r#"{"payload":"a"}"#, r#"{"payload":"b"}"#]
+    );
 }

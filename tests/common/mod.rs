@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests: real files in temp dirs.
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 #![allow(dead_code)]
 
 use std::path::PathBuf;

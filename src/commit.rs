@@ -1,0 +1,150 @@
+//! Group commit: concurrent writers in one process share one transaction and
+//! one fsync, and each is told its result only after that commit returned.
+//!
+//! Callers queue a job; whoever finds no leader becomes the leader, takes
+//! every queued job, runs them in one `BEGIN IMMEDIATE` transaction (each in
+//! its own savepoint, so one failing job changes nothing for the others),
+//! commits once, and hands out the results. Jobs queued while a leader is
+//! committing form the next batch.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use rusqlite::Connection;
+
+use crate::{Error, Result};
+
+/// A queued write, type-erased.
+trait Job: Send {
+    /// Runs inside the batch transaction; returns whether it succeeded.
+    fn run(&mut self, c: &Connection, now: i64) -> bool;
+    /// The commit failed: a success becomes this error.
+    fn fail(&mut self, e: &Error);
+    /// Hands the result to the waiting caller.
+    fn finish(self: Box<Self>);
+}
+
+struct Slot<T> {
+    value: Mutex<Option<Result<T>>>,
+}
+
+struct TypedJob<T, F> {
+    f: Option<F>,
+    result: Option<Result<T>>,
+    slot: Arc<Slot<T>>,
+}
+
+impl<T, F> Job for TypedJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection, i64) -> Result<T> + Send,
+{
+    fn run(&mut self, c: &Connection, now: i64) -> bool {
+        let Some(f) = self.f.take() else { return false };
+        let r = (|| {
+            c.execute_batch("SAVEPOINT mq_job")?;
+            match f(c, now) {
+                Ok(v) => {
+                    c.execute_batch("RELEASE mq_job")?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    c.execute_batch("ROLLBACK TO mq_job; RELEASE mq_job")?;
+                    Err(e)
+                }
+            }
+        })();
+        let ok = r.is_ok();
+        self.result = Some(r);
+        ok
+    }
+
+    fn fail(&mut self, e: &Error) {
+        if matches!(self.result, Some(Ok(_)) | None) {
+            self.result = Some(Err(match e {
+                Error::CommitAmbiguous(m) => Error::CommitAmbiguous(m.clone()),
+                other => Error::CommitAmbiguous(other.to_string()),
+            }));
+        }
+    }
+
+    fn finish(self: Box<Self>) {
+        let r = self
+            .result
+            .unwrap_or_else(|| Err(Error::CommitAmbiguous("the write was not run".into())));
+        *self.slot.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+    }
+}
+
+/// Runs the jobs it is given (`&mut dyn FnMut(conn, now)`) in one transaction
+/// and returns the commit's outcome.
+pub(crate) type BatchRunner<'a> = dyn Fn(&mut dyn FnMut(&Connection, i64)) -> Result<()> + 'a;
+
+#[derive(Default)]
+struct State {
+    queue: Vec<Box<dyn Job>>,
+    leading: bool,
+}
+
+/// The queue of writes waiting for a commit.
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    state: Mutex<State>,
+    done: Condvar,
+    /// Batches committed (one fsync each under durability full).
+    pub(crate) batches: AtomicU64,
+    /// Writes that went through the queue.
+    pub(crate) writes: AtomicU64,
+}
+
+impl GroupCommit {
+    /// Runs `f` in a shared write transaction. `batch` runs a list of jobs
+    /// in one transaction: it must begin, call each job, and commit,
+    /// returning the commit's error if any.
+    pub(crate) fn run<T, F>(&self, f: F, batch: &BatchRunner<'_>) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, i64) -> Result<T> + Send + 'static,
+    {
+        let slot = Arc::new(Slot {
+            value: Mutex::new(None),
+        });
+        let job: Box<dyn Job> = Box::new(TypedJob {
+            f: Some(f),
+            result: None,
+            slot: Arc::clone(&slot),
+        });
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.queue.push(job);
+        loop {
+            if let Some(r) = slot.value.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                return r;
+            }
+            if st.leading {
+                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            st.leading = true;
+            let mut jobs = std::mem::take(&mut st.queue);
+            drop(st);
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            self.writes.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+            let outcome = batch(&mut |c, now| {
+                for j in jobs.iter_mut() {
+                    j.run(c, now);
+                }
+            });
+            if let Err(e) = outcome {
+                for j in jobs.iter_mut() {
+                    j.fail(&e);
+                }
+            }
+            for j in jobs {
+                j.finish();
+            }
+            st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.leading = false;
+            self.done.notify_all();
+        }
+    }
+}
