@@ -992,11 +992,20 @@ pub(crate) fn nack(conn: &Connection, now: i64, ids: &[u64], action: &NackAction
 /// REPLAY: moves a group's cursor on one topic. In-flight and waiting
 /// deliveries at or past the new position are dropped (they will be
 /// delivered again from the log, attempt 1).
-pub(crate) fn replay(conn: &Connection, now: i64, topic_name: &str, group: &str, from: ReplayFrom) -> Result<()> {
+pub(crate) fn replay(
+    conn: &Connection,
+    now: i64,
+    topic_name: &str,
+    group: &str,
+    from: ReplayFrom,
+) -> Result<()> {
     let t = topic::get(conn, topic_name)?;
     let g = get(conn, group)?;
     if !reads_topic(conn, g.id, t.id)? {
-        return Err(Error::NotSubscribed { group: group.to_string(), topic: topic_name.to_string() });
+        return Err(Error::NotSubscribed {
+            group: group.to_string(),
+            topic: topic_name.to_string(),
+        });
     }
     let (start, only): (StartFrom, Option<u32>) = match from {
         ReplayFrom::Beginning => (StartFrom::Beginning, None),
@@ -1057,7 +1066,8 @@ pub(crate) fn requeue(conn: &Connection, now: i64, dlq_ids: &[i64]) -> Result<u6
         .execute(params![id, now])?;
         conn.prepare_cached("DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4")?
             .execute(params![gid, tid, part, off])?;
-        conn.prepare_cached("DELETE FROM mq_dlq WHERE id = ?1")?.execute([id])?;
+        conn.prepare_cached("DELETE FROM mq_dlq WHERE id = ?1")?
+            .execute([id])?;
         n += 1;
     }
     Ok(n)
@@ -1065,14 +1075,25 @@ pub(crate) fn requeue(conn: &Connection, now: i64, dlq_ids: &[i64]) -> Result<u6
 
 /// Kafka-style offset commit: the group is done with everything below
 /// `offset` in one partition, and `offset` is the next to deliver.
-pub(crate) fn commit_offset(conn: &Connection, group: &str, topic_name: &str, partition: u32, offset: u64) -> Result<()> {
+pub(crate) fn commit_offset(
+    conn: &Connection,
+    group: &str,
+    topic_name: &str,
+    partition: u32,
+    offset: u64,
+) -> Result<()> {
     let t = topic::get(conn, topic_name)?;
     let g = get(conn, group)?;
     if !reads_topic(conn, g.id, t.id)? {
-        return Err(Error::NotSubscribed { group: group.to_string(), topic: topic_name.to_string() });
+        return Err(Error::NotSubscribed {
+            group: group.to_string(),
+            topic: topic_name.to_string(),
+        });
     }
     if partition >= t.partitions {
-        return Err(Error::invalid(format!("partition {partition} does not exist in '{topic_name}'")));
+        return Err(Error::invalid(format!(
+            "partition {partition} does not exist in '{topic_name}'"
+        )));
     }
     let next: i64 = conn.query_row(
         "SELECT next_offset FROM mq_partitions WHERE topic_id = ?1 AND partition = ?2",

@@ -12,11 +12,11 @@ use super::{query, units};
 use rusqlite::Connection;
 
 use crate::db::ConsumeRequest;
-use crate::publish;
-use crate::txn::Transaction;
 use crate::group::{self, Delivery, Subscription};
+use crate::publish;
 use crate::publish::{Message, Published};
 use crate::topic::{self, TopicOptions};
+use crate::txn::Transaction;
 use crate::{Database, Error, Result, ResultSet, Value};
 
 /// Runs one statement, passing its result(s) to `out`.
@@ -92,7 +92,9 @@ fn run_with(
     let rs = match stmt {
         Statement::Create(c) => {
             let o = options(&c.options)?;
-            r.write("CREATE", |conn, now| topic::create(conn, now, c.kind, &c.name, c.if_not_exists, &o))?;
+            r.write("CREATE", |conn, now| {
+                topic::create(conn, now, c.kind, &c.name, c.if_not_exists, &o)
+            })?;
             ResultSet::empty()
         }
         Statement::Alter(a) => {
@@ -104,7 +106,9 @@ fn run_with(
             ResultSet::empty()
         }
         Statement::Drop(d) => {
-            r.write("DROP", |conn, _| topic::drop(conn, d.kind, &d.name, d.if_exists))?;
+            r.write("DROP", |conn, _| {
+                topic::drop(conn, d.kind, &d.name, d.if_exists)
+            })?;
             ResultSet::empty()
         }
         Statement::ShowTopics => show_topics(&mut r, TopicKind::Topic)?,
@@ -114,7 +118,10 @@ fn run_with(
                 Some(name) => Some(topic::get(c, name)?.id),
                 None => None,
             };
-            Ok(query::rows_result(query::groups_rows(c, now, only)?, Source::Groups))
+            Ok(query::rows_result(
+                query::groups_rows(c, now, only)?,
+                Source::Groups,
+            ))
         })?,
         Statement::Describe(name) => describe(&mut r, name)?,
         Statement::Publish(p) => {
@@ -157,22 +164,29 @@ fn run_with(
                     SubscribeTarget::Pattern(p) => sub.patterns.push(p.clone()),
                 }
             }
-            r.write("SUBSCRIBE", |c, now| group::subscribe(c, now, &s.group, &sub))?;
+            r.write("SUBSCRIBE", |c, now| {
+                group::subscribe(c, now, &s.group, &sub)
+            })?;
             ResultSet::empty()
         }
         Statement::Unsubscribe(u) => {
-            r.write("UNSUBSCRIBE", |c, _| group::unsubscribe(c, &u.group, u.from.as_deref()))?;
+            r.write("UNSUBSCRIBE", |c, _| {
+                group::unsubscribe(c, &u.group, u.from.as_deref())
+            })?;
             ResultSet::empty()
         }
         Statement::Consume(c) => {
             let mut req = match &c.source {
                 ConsumeSource::Topic { name, group: None } => ConsumeRequest::queue(name.clone()),
-                ConsumeSource::Topic { name, group: Some(g) } => {
-                    ConsumeRequest::topic(name.clone(), g.clone())
-                }
+                ConsumeSource::Topic {
+                    name,
+                    group: Some(g),
+                } => ConsumeRequest::topic(name.clone(), g.clone()),
                 ConsumeSource::Group(g) => ConsumeRequest::group(g.clone()),
             };
-            req.max = c.count.map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
+            req.max = c
+                .count
+                .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
             req.member = c.member.clone();
             req.wait = c.wait;
             req.ack_wait = c.ack_wait;
@@ -198,7 +212,9 @@ fn run_with(
         Statement::Check => check(&mut r)?,
         Statement::Select(q) => r.read(|c, now| query::select(c, now, q))?,
         Statement::Replay(rp) => {
-            r.write("REPLAY", |c, now| group::replay(c, now, &rp.topic, &rp.group, rp.from))?;
+            r.write("REPLAY", |c, now| {
+                group::replay(c, now, &rp.topic, &rp.group, rp.from)
+            })?;
             r.wrote();
             ResultSet::empty()
         }
@@ -230,7 +246,8 @@ fn run_with(
         }
         Statement::Commit | Statement::Rollback => {
             return Err(Error::Transaction(if r.in_transaction() {
-                "COMMIT and ROLLBACK end a transaction through its owner (Transaction::commit)".into()
+                "COMMIT and ROLLBACK end a transaction through its owner (Transaction::commit)"
+                    .into()
             } else {
                 "there is no open transaction (BEGIN starts one)".into()
             }));
@@ -462,11 +479,19 @@ fn column(name: &str) -> Expr {
 }
 
 fn and(a: Expr, b: Expr) -> Expr {
-    Expr::Binary { left: Box::new(a), op: BinaryOp::And, right: Box::new(b) }
+    Expr::Binary {
+        left: Box::new(a),
+        op: BinaryOp::And,
+        right: Box::new(b),
+    }
 }
 
 fn equals(name: &str, v: Literal) -> Expr {
-    Expr::Binary { left: Box::new(column(name)), op: BinaryOp::Eq, right: Box::new(Expr::Literal(v)) }
+    Expr::Binary {
+        left: Box::new(column(name)),
+        op: BinaryOp::Eq,
+        right: Box::new(Expr::Literal(v)),
+    }
 }
 
 /// Ids of the dead letters a REQUEUE/PURGE DLQ selects, oldest first.
@@ -482,7 +507,10 @@ fn dlq_ids(c: &rusqlite::Connection, now: i64, op: &DlqOp) -> Result<Vec<i64>> {
         conds.push(f.clone());
     }
     let q = Select {
-        items: vec![SelectItem::Expr { expr: column("id"), alias: None }],
+        items: vec![SelectItem::Expr {
+            expr: column("id"),
+            alias: None,
+        }],
         source: Source::Dlq,
         filter: conds.into_iter().reduce(and),
         group_by: Vec::new(),
@@ -502,7 +530,12 @@ fn dlq_ids(c: &rusqlite::Connection, now: i64, op: &DlqOp) -> Result<Vec<i64>> {
 }
 
 /// The messages of a topic matching a filter, in partition/offset order.
-fn messages(c: &rusqlite::Connection, now: i64, topic: &str, filter: Option<Expr>) -> Result<ResultSet> {
+fn messages(
+    c: &rusqlite::Connection,
+    now: i64,
+    topic: &str,
+    filter: Option<Expr>,
+) -> Result<ResultSet> {
     let q = Select {
         items: vec![SelectItem::Star],
         source: Source::Topic(topic.to_string()),
@@ -543,7 +576,8 @@ fn import(r: &mut Runner<'_>, i: &Import) -> Result<u64> {
             continue;
         }
         let bad = |why: &str| Error::invalid(format!("{} line {}: {why}", i.file, n + 1));
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| bad(&format!("not JSON ({e})")))?;
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(&format!("not JSON ({e})")))?;
         let obj = v.as_object().ok_or_else(|| bad("expected a JSON object"))?;
         let payload = match obj.get("payload") {
             Some(serde_json::Value::String(s)) => s.clone(),
@@ -557,9 +591,13 @@ fn import(r: &mut Runner<'_>, i: &Import) -> Result<u64> {
             Some(_) => return Err(bad("\"key\" must be a string or null")),
         }
         if let Some(h) = obj.get("headers") {
-            let h = h.as_object().ok_or_else(|| bad("\"headers\" must be an object"))?;
+            let h = h
+                .as_object()
+                .ok_or_else(|| bad("\"headers\" must be an object"))?;
             for (k, v) in h {
-                let v = v.as_str().ok_or_else(|| bad("header values must be strings"))?;
+                let v = v
+                    .as_str()
+                    .ok_or_else(|| bad("header values must be strings"))?;
                 m.headers.insert(k.clone(), v.to_string());
             }
         }
@@ -579,7 +617,9 @@ fn tail(
     use std::sync::atomic::Ordering;
     let mut next: HashMap<u32, i64> = db.read(|c, _| {
         let info = topic::get(c, &t.topic)?;
-        let mut st = c.prepare_cached("SELECT partition, next_offset FROM mq_partitions WHERE topic_id = ?1")?;
+        let mut st = c.prepare_cached(
+            "SELECT partition, next_offset FROM mq_partitions WHERE topic_id = ?1",
+        )?;
         let rows = st.query_map([info.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     })?;

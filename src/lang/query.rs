@@ -233,10 +233,26 @@ const GROUPS_COLUMNS: &[Column] = &[
 ];
 
 const PROCESSED_COLUMNS: &[Column] = &[
-    Column { name: "group", sql: "m.group_name", kind: Kind::Plain },
-    Column { name: "key", sql: "m.key", kind: Kind::Plain },
-    Column { name: "processed_at", sql: "m.processed_at", kind: Kind::Timestamp },
-    Column { name: "expires_at", sql: "m.expires_at", kind: Kind::Timestamp },
+    Column {
+        name: "group",
+        sql: "m.group_name",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "key",
+        sql: "m.key",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "processed_at",
+        sql: "m.processed_at",
+        kind: Kind::Timestamp,
+    },
+    Column {
+        name: "expires_at",
+        sql: "m.expires_at",
+        kind: Kind::Timestamp,
+    },
 ];
 
 /// The FROM part of a source, its columns, and whether unknown paths reach into the payload.

@@ -36,7 +36,10 @@ fn source(input: &str) -> PResult<'_, Source> {
             return Ok((rest, s));
         }
     }
-    let (rest, n) = expect(name, "expected a topic name, DLQ, TOPICS, GROUPS or PROCESSED")(input)?;
+    let (rest, n) = expect(
+        name,
+        "expected a topic name, DLQ, TOPICS, GROUPS or PROCESSED",
+    )(input)?;
     Ok((rest, Source::Topic(n)))
 }
 
