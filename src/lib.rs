@@ -1,5 +1,6 @@
 //! mqlite: an embedded, persistent message-queue database in one SQLite file.
 
+mod bench;
 mod clock;
 mod commit;
 mod db;
