@@ -78,7 +78,6 @@ static SCRATCH_SEQ: AtomicU64 = AtomicU64::new(0);
 /// `ReadOnly` on a read-only database, and any error of the operations
 /// measured (the scratch topic is dropped in every case).
 // Until the BENCH statement is wired into `lang::exec`; remove with that change.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn run(
     db: &Database,
     spec: &Bench,
@@ -316,10 +315,10 @@ impl Measured {
             Value::Text(workload.to_string()),
             Value::Int(i64::try_from(self.messages).unwrap_or(i64::MAX)),
             Value::Int(i64::try_from(size).unwrap_or(i64::MAX)),
-            Value::Float(secs),
-            Value::Float(msgs / secs),
+            Value::Float(round(secs, 4)),
+            Value::Float(round(msgs / secs, 1)),
             // MB as everywhere in the language: 1024 * 1024 bytes.
-            Value::Float(bytes / secs / (1024.0 * 1024.0)),
+            Value::Float(round(bytes / secs / (1024.0 * 1024.0), 2)),
             Value::Int(micros(percentile(&self.latencies, 50))),
             Value::Int(micros(percentile(&self.latencies, 99))),
         ]
@@ -327,6 +326,12 @@ impl Measured {
 }
 
 /// Nearest-rank percentile of sorted values (0 when empty).
+/// Rounds for display: benchmark figures carry no more precision than this.
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
 fn percentile(sorted: &[u64], p: usize) -> u64 {
     if sorted.is_empty() {
         return 0;

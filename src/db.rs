@@ -685,6 +685,7 @@ impl Database {
             db: self.clone(),
             interrupt: Arc::new(AtomicBool::new(false)),
             tx: None,
+            progress: None,
         }
     }
 }
@@ -771,12 +772,22 @@ fn resolve_consume(c: &Connection, req: &ConsumeRequest) -> Result<(GroupInfo, O
 }
 
 /// Runs statements of the language against a database, one after another.
-#[derive(Debug)]
 pub struct Session {
     db: Database,
     interrupt: Arc<AtomicBool>,
     /// The transaction BEGIN opened; dropped (rolled back) with the session.
     tx: Option<Transaction>,
+    /// Told how long statements (BENCH) progress.
+    progress: Option<Box<crate::lang::exec::Progress<'static>>>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("db", &self.db)
+            .field("in_transaction", &self.tx.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Session {
@@ -784,6 +795,12 @@ impl Session {
     /// (which then return what they have). Cleared when the next statement starts.
     pub fn interrupt_flag(&self) -> Arc<AtomicBool> {
         self.interrupt.clone()
+    }
+
+    /// Sets a callback told `(step, done, total)` while a long statement
+    /// (BENCH) runs, e.g. to draw a progress bar.
+    pub fn set_progress(&mut self, progress: impl FnMut(&str, u64, u64) + Send + 'static) {
+        self.progress = Some(Box::new(progress));
     }
 
     /// True between BEGIN and COMMIT/ROLLBACK.
@@ -830,7 +847,10 @@ impl Session {
                 out(ResultSet::empty())
             }
             (_, Some(tx)) => crate::lang::exec::run_in(tx, stmt, out),
-            (_, None) => crate::lang::exec::run(&self.db, &self.interrupt, stmt, out),
+            (_, None) => {
+                let progress = self.progress.as_deref_mut();
+                crate::lang::exec::run(&self.db, &self.interrupt, progress, stmt, out)
+            }
         }
     }
 

@@ -409,3 +409,36 @@ fn a_failed_statement_in_a_script_stops_it_and_earlier_ones_stand() {
     assert!(e.contains("syntax error"), "{e}");
     assert_eq!(rows(db, "SELECT COUNT(*) AS c FROM jobs")[0]["c"], 2);
 }
+
+#[test]
+fn bench_runs_on_a_scratch_topic_and_drops_it() {
+    let t = setup();
+    let db = &t.db;
+    let before = snapshot(db);
+    let r = rows(
+        db,
+        "BENCH publish_batch, replay MESSAGES 50 SIZE 64B BATCH 10",
+    );
+    assert_eq!(r.len(), 2);
+    assert_eq!(r[0]["workload"], "publish_batch");
+    assert_eq!(r[1]["workload"], "replay");
+    let cols = db.execute("BENCH replay MESSAGES 5").unwrap().columns;
+    assert_eq!(
+        cols,
+        [
+            "workload",
+            "messages",
+            "size",
+            "seconds",
+            "msgs_per_sec",
+            "mb_per_sec",
+            "p50_us",
+            "p99_us"
+        ]
+    );
+    assert_eq!(r[0]["messages"], 50);
+    assert_eq!(r[0]["size"], 64);
+    assert_eq!(snapshot(db), before, "the scratch topics are gone");
+    refused(db, "BENCH MESSAGES 0", "MESSAGES");
+    refused(db, "BENCH nothing", "syntax error");
+}

@@ -2,7 +2,7 @@
 //! and the REPL have in common.
 
 use std::fmt;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -13,6 +13,36 @@ use mqlite::{Database, Session};
 
 use crate::dot;
 use crate::render::{self, Batch, Mode, RenderOptions};
+
+/// A progress callback drawing one bar per step (BENCH workload) on stderr.
+fn progress_bar() -> impl FnMut(&str, u64, u64) + Send + 'static {
+    let mut current: Option<(String, indicatif::ProgressBar)> = None;
+    move |step, done, total| {
+        let fresh = !matches!(&current, Some((name, _)) if name == step);
+        if fresh {
+            if let Some((_, bar)) = current.take() {
+                bar.finish_and_clear();
+            }
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{msg:>20} [{bar:30}] {pos}/{len} {per_sec}",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            );
+            bar.set_message(step.to_string());
+            current = Some((step.to_string(), bar));
+        }
+        if let Some((_, bar)) = &current {
+            bar.set_length(total);
+            bar.set_position(done);
+            if done >= total {
+                bar.finish_and_clear();
+            }
+        }
+    }
+}
 
 /// Why a script or statement stopped.
 #[derive(Debug)]
@@ -70,7 +100,10 @@ pub struct Shell {
 impl Shell {
     /// A shell on `db` printing with `render`.
     pub fn new(db: Database, render: RenderOptions) -> Shell {
-        let session = db.session();
+        let mut session = db.session();
+        if io::stderr().is_terminal() {
+            session.set_progress(progress_bar());
+        }
         Shell {
             db,
             session,

@@ -68,11 +68,15 @@ impl Runner<'_> {
 pub(crate) fn run(
     db: &Database,
     interrupt: &AtomicBool,
+    progress: Option<&mut Progress<'_>>,
     stmt: &Statement,
     out: &mut dyn FnMut(ResultSet) -> Result<()>,
 ) -> Result<()> {
-    run_with(Runner::Auto(db), interrupt, stmt, out)
+    run_with(Runner::Auto(db), interrupt, progress, stmt, out)
 }
+
+/// A callback for long statements (BENCH): `(step, done, total)`.
+pub(crate) type Progress<'a> = dyn FnMut(&str, u64, u64) + Send + 'a;
 
 /// Runs one statement inside a transaction.
 pub(crate) fn run_in(
@@ -80,12 +84,13 @@ pub(crate) fn run_in(
     stmt: &Statement,
     out: &mut dyn FnMut(ResultSet) -> Result<()>,
 ) -> Result<()> {
-    run_with(Runner::Tx(tx), &AtomicBool::new(false), stmt, out)
+    run_with(Runner::Tx(tx), &AtomicBool::new(false), None, stmt, out)
 }
 
 fn run_with(
     mut r: Runner<'_>,
     interrupt: &AtomicBool,
+    progress: Option<&mut Progress<'_>>,
     stmt: &Statement,
     out: &mut dyn FnMut(ResultSet) -> Result<()>,
 ) -> Result<()> {
@@ -254,11 +259,12 @@ fn run_with(
         }
         Statement::Export(e) => one("exported", count(export(&mut r, e)?)),
         Statement::Import(i) => one("imported", count(import(&mut r, i)?)),
-        Statement::Bench(_) => {
-            if r.in_transaction() {
+        Statement::Bench(b) => {
+            let Runner::Auto(db) = r else {
                 return Err(Error::invalid("BENCH is not allowed inside a transaction"));
-            }
-            return Err(Error::NotSupported("BENCH".into()));
+            };
+            let mut quiet = |_: &str, _: u64, _: u64| {};
+            crate::bench::run(db, b, progress.unwrap_or(&mut quiet))?
         }
         Statement::Tail(t) => {
             let Runner::Auto(db) = r else {
