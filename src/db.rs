@@ -288,6 +288,35 @@ impl Database {
         Ok(v)
     }
 
+    /// A write whose loss on power failure is harmless (a lease: the message
+    /// would just be delivered again at the same attempt). Under durability
+    /// full it commits without its own fsync; the next full commit (an ACK,
+    /// a PUBLISH) makes it durable together with its own changes.
+    pub(crate) fn write_lease<T>(
+        &self,
+        f: impl FnOnce(&Connection, i64) -> Result<T>,
+    ) -> Result<T> {
+        if self.inner.read_only {
+            return Err(Error::ReadOnly("CONSUME".into()));
+        }
+        let conn = self.lock();
+        let relax = self.inner.durability == Durability::Full;
+        if relax {
+            conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        }
+        let r = (|| {
+            let tx = begin_immediate(&conn)?;
+            let v = f(&tx, self.inner.clock.now_ms())?;
+            tx.commit()
+                .map_err(|e| Error::CommitAmbiguous(e.to_string()))?;
+            Ok(v)
+        })();
+        if relax {
+            conn.execute_batch("PRAGMA synchronous = FULL")?;
+        }
+        r
+    }
+
     /// As `write`, but concurrent callers share one transaction and one
     /// commit (group commit); each gets its own result after the commit.
     pub(crate) fn write_grouped<T, F>(&self, what: &str, f: F) -> Result<T>
@@ -521,6 +550,29 @@ impl Database {
         Ok(out)
     }
 
+    /// Reads a topic's stored messages in partition, offset order without any
+    /// group (changes nothing), handing each to `f`; `f` returns false to stop.
+    /// Reads in pages, so no read transaction stays open for long. Returns
+    /// how many messages `f` saw.
+    ///
+    /// # Errors
+    /// `TopicNotFound`.
+    pub fn scan(&self, topic: &str, mut f: impl FnMut(&topic::Record<'_>) -> bool) -> Result<u64> {
+        const PAGE: i64 = 1000;
+        let id = self.read(|c, _| Ok(topic::get(c, topic)?.id))?;
+        let mut after = None;
+        let mut seen = 0u64;
+        loop {
+            let (last, n, stopped) =
+                self.read(|c, _| topic::scan_page(c, id, after, PAGE, &mut f))?;
+            seen += n as u64;
+            if stopped || (n as i64) < PAGE {
+                return Ok(seen);
+            }
+            after = last;
+        }
+    }
+
     /// Subscribes a group (created if new) to topics and patterns.
     ///
     /// # Errors
@@ -564,9 +616,7 @@ impl Database {
                 .unwrap_or_else(|p| p.into_inner());
             let version = self.data_version()?;
             self.reserve_ids()?;
-            let got = self.write("CONSUME", |c, now| {
-                consume_once(c, now, req, &self.inner.ids)
-            })?;
+            let got = self.write_lease(|c, now| consume_once(c, now, req, &self.inner.ids))?;
             let Some(deadline) = deadline else {
                 return Ok(got);
             };
@@ -626,7 +676,8 @@ impl Database {
         if ids.is_empty() {
             return Ok(());
         }
-        self.write("ACK", |c, _| group::ack(c, ids))
+        let ids = ids.to_vec();
+        self.write_grouped("ACK", move |c, _| group::ack(c, &ids))
     }
 
     /// Negatively acknowledges deliveries: redeliver now, later, or dead-letter.

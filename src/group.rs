@@ -884,7 +884,14 @@ pub(crate) fn trim_consumed(conn: &Connection, t: &TopicInfo, part: u32) -> Resu
         )?
         .query_row(params![t.id, part], |r| r.get(0))?;
     if let Some(floor) = floor {
-        topic::trim_partition(conn, t.id, part, floor)?;
+        let low: i64 = conn
+            .prepare_cached(
+                "SELECT low_offset FROM mq_partitions WHERE topic_id = ?1 AND partition = ?2",
+            )?
+            .query_row(params![t.id, part], |r| r.get(0))?;
+        if floor > low {
+            topic::trim_partition(conn, t.id, part, floor)?;
+        }
     }
     Ok(())
 }
@@ -926,17 +933,69 @@ fn find_lease(conn: &Connection, id: u64) -> Result<Lease> {
     }
 }
 
-/// ACK: the messages are done for their groups. Fails as a whole on any bad id.
+/// Which side tables hold rows at all: they are usually empty, and then the
+/// per-message deletes from them are skipped.
+struct SideTables {
+    stale: bool,
+    requeued: bool,
+}
+
+impl SideTables {
+    fn probe(conn: &Connection) -> Result<SideTables> {
+        Ok(conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM mq_stale), EXISTS (SELECT 1 FROM mq_requeued)",
+            )?
+            .query_row([], |r| {
+                Ok(SideTables {
+                    stale: r.get(0)?,
+                    requeued: r.get(1)?,
+                })
+            })?)
+    }
+
+    fn forget(&self, conn: &Connection, gid: i64, tid: i64, part: u32, off: i64) -> Result<()> {
+        if self.stale {
+            conn.prepare_cached(
+                "DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4",
+            )?
+            .execute(params![gid, tid, part, off])?;
+        }
+        if self.requeued {
+            conn.prepare_cached(
+                "DELETE FROM mq_requeued WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4",
+            )?
+            .execute(params![gid, tid, part, off])?;
+        }
+        Ok(())
+    }
+}
+
+/// ACK: the messages are done for their groups. Fails as a whole on any bad
+/// id (the caller's transaction rolls back what was deleted before it).
 pub(crate) fn ack(conn: &Connection, ids: &[u64]) -> Result<()> {
     let mut touched: HashSet<(i64, u32)> = HashSet::new();
     let mut seen = HashSet::new();
+    let side = SideTables::probe(conn)?;
+    let mut take = conn.prepare_cached(
+        "DELETE FROM mq_pending WHERE delivery_id = ?1 RETURNING group_id, topic_id, partition, offset",
+    )?;
     for &id in ids {
         if !seen.insert(id) {
             return Err(Error::invalid(format!("delivery {id} is listed twice")));
         }
-        let l = find_lease(conn, id)?;
-        delete_pending(conn, l.group_id, l.topic_id, l.partition, l.offset)?;
-        touched.insert((l.topic_id, l.partition));
+        let sid = i64::try_from(id).map_err(|_| Error::UnknownDelivery(id))?;
+        let row: Option<(i64, i64, u32, i64)> = take
+            .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .optional()?;
+        match row {
+            Some((gid, tid, part, off)) => {
+                side.forget(conn, gid, tid, part, off)?;
+                touched.insert((tid, part));
+            }
+            // Not in flight: say why (redelivered, or unknown).
+            None => return find_lease(conn, id).map(|_| ()),
+        }
     }
     trim_touched(conn, touched)
 }

@@ -26,8 +26,8 @@ pub use publish::{DEFAULT_MAX_PAYLOAD, Message, Published, partition_for_key};
 pub use rusqlite;
 pub use storage::sqlite_version;
 pub use topic::{
-    DEFAULT_ACK_WAIT, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DELIVERIES, TopicInfo, TopicOptions,
-    TopicStats,
+    DEFAULT_ACK_WAIT, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DELIVERIES, Record, TopicInfo,
+    TopicOptions, TopicStats,
 };
 pub use txn::{DEFAULT_PROCESSED_TTL, Transaction};
 pub use value::{ResultSet, Value};

@@ -454,24 +454,20 @@ pub(crate) fn trim_partition(
     below: i64,
 ) -> Result<u64> {
     let mut st = conn.prepare_cached(
-        "SELECT COUNT(*), COALESCE(SUM(length(payload)), 0) FROM mq_messages
-         WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3",
+        "DELETE FROM mq_messages WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3 RETURNING length(payload)",
     )?;
-    let (n, bytes): (i64, i64) = st.query_row(params![topic_id, partition, below], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?;
-    if n > 0 {
-        conn.prepare_cached(
-            "DELETE FROM mq_messages WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3",
-        )?
-        .execute(params![topic_id, partition, below])?;
+    let (mut n, mut bytes) = (0u64, 0i64);
+    let mut rows = st.query(params![topic_id, partition, below])?;
+    while let Some(r) = rows.next()? {
+        n += 1;
+        bytes += r.get::<_, i64>(0)?;
     }
     conn.prepare_cached(
         "UPDATE mq_partitions SET low_offset = MAX(low_offset, MIN(?3, next_offset)), bytes = bytes - ?4
          WHERE topic_id = ?1 AND partition = ?2",
     )?
     .execute(params![topic_id, partition, below, bytes])?;
-    Ok(u64::try_from(n).unwrap_or(0))
+    Ok(n)
 }
 
 /// Deletes every message of a topic; returns how many.
@@ -485,4 +481,73 @@ pub(crate) fn purge(conn: &Connection, name: &str) -> Result<u64> {
     conn.execute("DELETE FROM mq_stale WHERE topic_id = ?1", [t.id])?;
     conn.execute("DELETE FROM mq_requeued WHERE topic_id = ?1", [t.id])?;
     Ok(total)
+}
+
+/// A stored message, borrowed while a scan runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Record<'a> {
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: u64,
+    /// Append time, ms since the epoch.
+    pub timestamp: i64,
+    /// Key.
+    pub key: Option<&'a str>,
+    /// Headers as a JSON object text, if any.
+    pub headers: Option<&'a str>,
+    /// Payload bytes.
+    pub payload: &'a [u8],
+}
+
+/// What one page of a scan did: the last position read, how many rows, and
+/// whether the callback asked to stop.
+pub(crate) type ScanPage = (Option<(u32, i64)>, usize, bool);
+
+/// Reads up to `limit` messages of a topic after position `(partition, offset)`
+/// (exclusive; `None` starts at the beginning) in partition, offset order,
+/// handing each to `f` (false stops). Returns the last position read and
+/// whether `f` asked to stop.
+pub(crate) fn scan_page(
+    conn: &Connection,
+    topic_id: i64,
+    after: Option<(u32, i64)>,
+    limit: i64,
+    f: &mut dyn FnMut(&Record<'_>) -> bool,
+) -> Result<ScanPage> {
+    use rusqlite::types::ValueRef;
+    let (p, o) = after.map_or((0, -1), |(p, o)| (i64::from(p), o));
+    let mut st = conn.prepare_cached(
+        "SELECT partition, offset, ts, key, headers, payload FROM mq_messages
+         WHERE topic_id = ?1 AND (partition, offset) > (?2, ?3) ORDER BY partition, offset LIMIT ?4",
+    )?;
+    let mut rows = st.query(params![topic_id, p, o, limit])?;
+    let mut last = after;
+    let mut n = 0;
+    while let Some(r) = rows.next()? {
+        let text = |i: usize| -> rusqlite::Result<Option<&str>> {
+            Ok(match r.get_ref(i)? {
+                ValueRef::Text(t) => std::str::from_utf8(t).ok(),
+                _ => None,
+            })
+        };
+        let payload = match r.get_ref(5)? {
+            ValueRef::Text(t) | ValueRef::Blob(t) => t,
+            _ => &[],
+        };
+        let rec = Record {
+            partition: r.get(0)?,
+            offset: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+            timestamp: r.get(2)?,
+            key: text(3)?,
+            headers: text(4)?,
+            payload,
+        };
+        last = Some((rec.partition, r.get(1)?));
+        n += 1;
+        if !f(&rec) {
+            return Ok((last, n, true));
+        }
+    }
+    Ok((last, n, false))
 }

@@ -151,3 +151,55 @@ fn export_then_import_round_trips_messages() {
     assert!(err(db, "IMPORT '/nonexistent/x.jsonl' INTO copy").contains("cannot read"));
     assert!(err(db, "EXPORT nope TO '/tmp/x.jsonl'").contains("topic 'nope' does not exist"));
 }
+
+#[test]
+fn scan_reads_every_message_in_order_without_touching_groups() {
+    let t = open();
+    let db = &t.db;
+    db.execute("CREATE TOPIC big PARTITIONS 2; SUBSCRIBE GROUP g TO big")
+        .unwrap();
+    let msgs: Vec<Message> = (0..2500u32)
+        .map(|i| {
+            Message::new(format!("m{i}"))
+                .partition(i % 2)
+                .key(format!("k{i}"))
+        })
+        .collect();
+    db.publish_batch("big", msgs).unwrap();
+    let mut seen = Vec::new();
+    let n = db
+        .scan("big", |r| {
+            seen.push((
+                r.partition,
+                r.offset,
+                r.key.map(String::from),
+                r.payload.to_vec(),
+            ));
+            true
+        })
+        .unwrap();
+    assert_eq!(n, 2500);
+    assert_eq!(seen.len(), 2500);
+    assert!(
+        seen.windows(2).all(|w| (w[0].0, w[0].1) < (w[1].0, w[1].1)),
+        "partition, offset order"
+    );
+    assert_eq!(seen[0], (0, 0, Some("k0".into()), b"m0".to_vec()));
+    assert_eq!(seen[1250], (1, 0, Some("k1".into()), b"m1".to_vec()));
+    let mut first = 0;
+    assert_eq!(
+        db.scan("big", |_| {
+            first += 1;
+            first < 10
+        })
+        .unwrap(),
+        10,
+        "stops when told"
+    );
+    assert_eq!(
+        rows(db, "SELECT lag FROM GROUPS")[0]["lag"],
+        2500,
+        "no group state changed"
+    );
+    assert!(db.scan("nope", |_| true).is_err());
+}
