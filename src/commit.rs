@@ -9,6 +9,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest a leader waits for other active writers to queue their writes.
+const GATHER: Duration = Duration::from_micros(250);
 
 use rusqlite::Connection;
 
@@ -84,6 +88,8 @@ pub(crate) type BatchRunner<'a> = dyn Fn(&mut dyn FnMut(&Connection, i64)) -> Re
 struct State {
     queue: Vec<Box<dyn Job>>,
     leading: bool,
+    /// Callers inside `run` (queued, or just handed a result).
+    active: usize,
 }
 
 /// The queue of writes waiting for a commit.
@@ -91,6 +97,8 @@ struct State {
 pub(crate) struct GroupCommit {
     state: Mutex<State>,
     done: Condvar,
+    /// Signalled when a job is queued, for a leader gathering its batch.
+    arrived: Condvar,
     /// Batches committed (one fsync each under durability full).
     pub(crate) batches: AtomicU64,
     /// Writes that went through the queue.
@@ -116,8 +124,11 @@ impl GroupCommit {
         });
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.queue.push(job);
+        st.active += 1;
+        self.arrived.notify_one();
         loop {
             if let Some(r) = slot.value.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                st.active -= 1;
                 return r;
             }
             if st.leading {
@@ -125,6 +136,21 @@ impl GroupCommit {
                 continue;
             }
             st.leading = true;
+            // Gather: writers that just got their results usually come back
+            // at once; wait a moment (far less than an fsync) for every
+            // active writer to queue, so one commit serves them all.
+            let until = Instant::now() + GATHER;
+            while st.queue.len() < st.active {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                st = self
+                    .arrived
+                    .wait_timeout(st, until - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
             let mut jobs = std::mem::take(&mut st.queue);
             drop(st);
             self.batches.fetch_add(1, Ordering::Relaxed);

@@ -974,28 +974,37 @@ impl SideTables {
 /// ACK: the messages are done for their groups. Fails as a whole on any bad
 /// id (the caller's transaction rolls back what was deleted before it).
 pub(crate) fn ack(conn: &Connection, ids: &[u64]) -> Result<()> {
-    let mut touched: HashSet<(i64, u32)> = HashSet::new();
-    let mut seen = HashSet::new();
-    let side = SideTables::probe(conn)?;
-    let mut take = conn.prepare_cached(
-        "DELETE FROM mq_pending WHERE delivery_id = ?1 RETURNING group_id, topic_id, partition, offset",
-    )?;
+    let mut seen = HashSet::with_capacity(ids.len());
     for &id in ids {
         if !seen.insert(id) {
             return Err(Error::invalid(format!("delivery {id} is listed twice")));
         }
-        let sid = i64::try_from(id).map_err(|_| Error::UnknownDelivery(id))?;
-        let row: Option<(i64, i64, u32, i64)> = take
-            .query_row([sid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-            .optional()?;
-        match row {
-            Some((gid, tid, part, off)) => {
-                side.forget(conn, gid, tid, part, off)?;
-                touched.insert((tid, part));
+    }
+    // One statement for the whole batch: the ids travel as a JSON array.
+    let list = serde_json::to_string(ids).map_err(|e| Error::invalid(e.to_string()))?;
+    let taken: Vec<(i64, i64, i64, u32, i64)> = conn
+        .prepare_cached(
+            "DELETE FROM mq_pending WHERE delivery_id IN (SELECT value FROM json_each(?1))
+             RETURNING delivery_id, group_id, topic_id, partition, offset",
+        )?
+        .query_map([&list], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    if taken.len() != ids.len() {
+        // Some id is not in flight: say which and why (the caller rolls back).
+        let found: HashSet<i64> = taken.iter().map(|t| t.0).collect();
+        for &id in ids {
+            if i64::try_from(id).map_or(true, |i| !found.contains(&i)) {
+                return find_lease(conn, id).map(|_| ());
             }
-            // Not in flight: say why (redelivered, or unknown).
-            None => return find_lease(conn, id).map(|_| ()),
         }
+    }
+    let side = SideTables::probe(conn)?;
+    let mut touched: HashSet<(i64, u32)> = HashSet::new();
+    for (_, gid, tid, part, off) in taken {
+        side.forget(conn, gid, tid, part, off)?;
+        touched.insert((tid, part));
     }
     trim_touched(conn, touched)
 }
