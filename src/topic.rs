@@ -467,7 +467,30 @@ pub(crate) fn trim_partition(
          WHERE topic_id = ?1 AND partition = ?2",
     )?
     .execute(params![topic_id, partition, below, bytes])?;
+    if n > 0 && below != i64::MAX {
+        give_back_space_if_drained(conn, topic_id, partition)?;
+    }
     Ok(n)
+}
+
+/// When a partition has just been emptied, returns free pages to the file
+/// system (the file is created with `auto_vacuum = INCREMENTAL`). Steady
+/// traffic reuses free pages by itself; this is for the drain after a burst.
+fn give_back_space_if_drained(conn: &Connection, topic_id: i64, partition: u32) -> Result<()> {
+    let empty: bool = conn
+        .prepare_cached("SELECT low_offset >= next_offset FROM mq_partitions WHERE topic_id = ?1 AND partition = ?2")?
+        .query_row(params![topic_id, partition], |r| r.get(0))?;
+    if !empty {
+        return Ok(());
+    }
+    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
+    if free > 256 {
+        // At most 256 MB per drain bounds the time this write takes.
+        let mut st = conn.prepare("PRAGMA incremental_vacuum(65536)")?;
+        let mut rows = st.query([])?;
+        while rows.next()?.is_some() {}
+    }
+    Ok(())
 }
 
 /// Deletes every message of a topic; returns how many.

@@ -165,3 +165,47 @@ fn read_only_never_creates_and_never_writes() {
         "no -wal/-shm left behind"
     );
 }
+
+#[test]
+fn space_comes_back_after_a_queue_is_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("drain.db");
+    let db = Database::builder(&path)
+        .durability(mqlite::Durability::Off)
+        .open()
+        .unwrap();
+    db.execute("CREATE QUEUE q").unwrap();
+    let payload = "x".repeat(1000);
+    for _ in 0..10 {
+        db.publish_batch(
+            "q",
+            (0..1000)
+                .map(|_| mqlite::Message::new(payload.clone()))
+                .collect(),
+        )
+        .unwrap();
+    }
+    drop(db);
+    let full = std::fs::metadata(&path).unwrap().len();
+    let db = Database::builder(&path)
+        .durability(mqlite::Durability::Off)
+        .open()
+        .unwrap();
+    loop {
+        let got = db
+            .consume(&mqlite::ConsumeRequest::queue("q").max(500))
+            .unwrap();
+        if got.is_empty() {
+            break;
+        }
+        db.ack(&got.iter().map(|d| d.id).collect::<Vec<_>>())
+            .unwrap();
+    }
+    drop(db);
+    let drained = std::fs::metadata(&path).unwrap().len();
+    assert!(full > 10_000_000, "{full}");
+    assert!(
+        drained < full / 4,
+        "file is {drained} bytes after the drain, {full} before"
+    );
+}
