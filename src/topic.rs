@@ -506,21 +506,58 @@ pub(crate) fn purge(conn: &Connection, name: &str) -> Result<u64> {
     Ok(total)
 }
 
-/// A stored message, borrowed while a scan runs.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A stored message, borrowed while a scan runs. Fields are read from the
+/// row only when asked for, so a scan pays only for what it uses.
 pub struct Record<'a> {
+    row: &'a rusqlite::Row<'a>,
+    partition: u32,
+    offset: u64,
+}
+
+impl std::fmt::Debug for Record<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Record")
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Record<'_> {
     /// Partition.
-    pub partition: u32,
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
     /// Offset.
-    pub offset: u64,
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
     /// Append time, ms since the epoch.
-    pub timestamp: i64,
+    pub fn timestamp(&self) -> i64 {
+        self.row.get(2).unwrap_or(0)
+    }
     /// Key.
-    pub key: Option<&'a str>,
+    pub fn key(&self) -> Option<&str> {
+        self.text(3)
+    }
     /// Headers as a JSON object text, if any.
-    pub headers: Option<&'a str>,
+    pub fn headers(&self) -> Option<&str> {
+        self.text(4)
+    }
     /// Payload bytes.
-    pub payload: &'a [u8],
+    pub fn payload(&self) -> &[u8] {
+        use rusqlite::types::ValueRef;
+        match self.row.get_ref(5) {
+            Ok(ValueRef::Text(t) | ValueRef::Blob(t)) => t,
+            _ => &[],
+        }
+    }
+    fn text(&self, i: usize) -> Option<&str> {
+        match self.row.get_ref(i) {
+            Ok(rusqlite::types::ValueRef::Text(t)) => std::str::from_utf8(t).ok(),
+            _ => None,
+        }
+    }
 }
 
 /// What one page of a scan did: the last position read, how many rows, and
@@ -538,7 +575,6 @@ pub(crate) fn scan_page(
     limit: i64,
     f: &mut dyn FnMut(&Record<'_>) -> bool,
 ) -> Result<ScanPage> {
-    use rusqlite::types::ValueRef;
     let (p, o) = after.map_or((0, -1), |(p, o)| (i64::from(p), o));
     let mut st = conn.prepare_cached(
         "SELECT partition, offset, ts, key, headers, payload FROM mq_messages
@@ -548,26 +584,15 @@ pub(crate) fn scan_page(
     let mut last = after;
     let mut n = 0;
     while let Some(r) = rows.next()? {
-        let text = |i: usize| -> rusqlite::Result<Option<&str>> {
-            Ok(match r.get_ref(i)? {
-                ValueRef::Text(t) => std::str::from_utf8(t).ok(),
-                _ => None,
-            })
-        };
-        let payload = match r.get_ref(5)? {
-            ValueRef::Text(t) | ValueRef::Blob(t) => t,
-            _ => &[],
-        };
-        let rec = Record {
-            partition: r.get(0)?,
-            offset: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-            timestamp: r.get(2)?,
-            key: text(3)?,
-            headers: text(4)?,
-            payload,
-        };
-        last = Some((rec.partition, r.get(1)?));
+        let partition: u32 = r.get(0)?;
+        let offset: i64 = r.get(1)?;
+        last = Some((partition, offset));
         n += 1;
+        let rec = Record {
+            row: r,
+            partition,
+            offset: u64::try_from(offset).unwrap_or(0),
+        };
         if !f(&rec) {
             return Ok((last, n, true));
         }

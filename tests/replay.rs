@@ -170,10 +170,10 @@ fn scan_reads_every_message_in_order_without_touching_groups() {
     let n = db
         .scan("big", |r| {
             seen.push((
-                r.partition,
-                r.offset,
-                r.key.map(String::from),
-                r.payload.to_vec(),
+                r.partition(),
+                r.offset(),
+                r.key().map(String::from),
+                r.payload().to_vec(),
             ));
             true
         })
