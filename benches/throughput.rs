@@ -334,7 +334,7 @@ fn replay(c: &mut Criterion) {
             let mut bytes = 0usize;
             let n = db
                 .scan("bench", |m| {
-                    bytes += m.payload.len();
+                    bytes += m.payload().len();
                     true
                 })
                 .expect("scan");
