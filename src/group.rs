@@ -760,6 +760,11 @@ pub(crate) fn consume(
                 })?
                 .collect::<rusqlite::Result<_>>()?;
             let mut new_cursor = cursor;
+            let mut lease_new = conn.prepare_cached(
+                "INSERT OR IGNORE INTO mq_pending (group_id, topic_id, partition, offset, key, delivery_id, attempt,
+                                                   member, visible_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8)",
+            )?;
             for ScanRow(off, ts, visible_at, key, headers, payload) in rows {
                 if out.len() >= spec.max {
                     break;
@@ -785,12 +790,21 @@ pub(crate) fn consume(
                     continue;
                 }
                 let id = take_id(conn, spec.ids)?;
-                conn.prepare_cached(
-                    "INSERT OR REPLACE INTO mq_pending (group_id, topic_id, partition, offset, key, delivery_id,
-                                                        attempt, member, visible_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8)",
-                )?
-                .execute(params![g.id, tid, part, off, key, id, spec.member, now.saturating_add(topic::ms(wait))])?;
+                let leased = lease_new.execute(params![
+                    g.id,
+                    tid,
+                    part,
+                    off,
+                    key,
+                    id,
+                    spec.member,
+                    now.saturating_add(topic::ms(wait))
+                ])?;
+                if leased == 0 {
+                    // Already pending (a requeued dead letter past a replayed
+                    // cursor): it is delivered from mq_pending instead.
+                    continue;
+                }
                 if let Some(k) = &key {
                     keys_out.insert((tid, part, k.clone()));
                 }

@@ -154,3 +154,28 @@ fn expired_attempts_carry_into_the_dlq() {
     assert_eq!(d[0]["attempts"], 1);
     assert_eq!(d[0]["failed_at"], "2023-11-14T22:13:22.000Z");
 }
+
+#[test]
+fn requeue_after_a_replay_delivers_the_message_once() {
+    let t = open();
+    let db = &t.db;
+    db.execute("CREATE TOPIC ev; SUBSCRIBE GROUP g TO ev; PUBLISH ev 'a', 'b'")
+        .unwrap();
+    let d = db
+        .consume(&ConsumeRequest::topic("ev", "g").max(2))
+        .unwrap();
+    db.ack(&[d[0].id]).unwrap();
+    db.execute(&format!("NACK {} DEAD 'x'", d[1].id)).unwrap();
+    db.execute("REPLAY ev GROUP g FROM BEGINNING; REQUEUE DLQ")
+        .unwrap();
+    let got = db
+        .consume(&ConsumeRequest::topic("ev", "g").max(10))
+        .unwrap();
+    let mut p: Vec<String> = got.iter().map(|d| d.payload_str().into_owned()).collect();
+    p.sort();
+    assert_eq!(
+        p,
+        ["a", "b"],
+        "b once, though both the replay and the requeue bring it back"
+    );
+}
