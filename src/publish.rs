@@ -218,7 +218,7 @@ pub(crate) fn append(
                             let len: i64 = conn
                                 .prepare_cached(
                                     "DELETE FROM mq_messages WHERE topic_id = ?1 AND partition = ?2 AND offset = ?3
-                                     RETURNING length(payload)",
+                                     RETURNING octet_length(payload)",
                                 )?
                                 .query_row(params![t.id, victim, vs.low], |r| r.get(0))
                                 .optional()?
@@ -355,7 +355,7 @@ fn apply_retention(
             let mut excess = s.bytes - limit;
             let mut below = s.low;
             let mut st = conn.prepare_cached(
-                "SELECT offset, length(payload) FROM mq_messages WHERE topic_id = ?1 AND partition = ?2
+                "SELECT offset, octet_length(payload) FROM mq_messages WHERE topic_id = ?1 AND partition = ?2
                  ORDER BY offset",
             )?;
             let mut rows = st.query(params![t.id, partition])?;

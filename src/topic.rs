@@ -454,7 +454,7 @@ pub(crate) fn trim_partition(
     below: i64,
 ) -> Result<u64> {
     let mut st = conn.prepare_cached(
-        "DELETE FROM mq_messages WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3 RETURNING length(payload)",
+        "DELETE FROM mq_messages WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3 RETURNING octet_length(payload)",
     )?;
     let (mut n, mut bytes) = (0u64, 0i64);
     let mut rows = st.query(params![topic_id, partition, below])?;

@@ -255,3 +255,25 @@ fn queue_misuse_is_refused() {
             .contains("between 1 and")
     );
 }
+
+#[test]
+fn stored_bytes_count_bytes_not_characters() {
+    let t = open();
+    let db = &t.db;
+    db.execute("CREATE QUEUE q; PUBLISH q 'ünï✓'").unwrap();
+    let bytes = "ünï✓".len() as i64;
+    assert_eq!(rows(db, "SHOW QUEUES")[0]["bytes"], bytes);
+    let d = db.consume(&ConsumeRequest::queue("q")).unwrap();
+    db.ack(&[d[0].id]).unwrap();
+    assert_eq!(
+        rows(db, "SHOW QUEUES")[0]["bytes"],
+        0,
+        "the trim subtracts the same bytes"
+    );
+    db.execute("CREATE TOPIC small RETENTION 20B; PUBLISH small 'ünïcödé', 'ünïcödé', 'ünïcödé'")
+        .unwrap();
+    let kept = rows(db, "SELECT COUNT(*) AS n FROM small")[0]["n"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(kept, 1, "each payload is 11 bytes: only one fits in 20B");
+}
