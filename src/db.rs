@@ -279,13 +279,31 @@ impl Database {
         if self.inner.read_only {
             return Err(Error::ReadOnly(what.to_string()));
         }
-        let conn = self.lock();
-        let tx = begin_immediate(&conn)?;
-        let now = self.inner.clock.now_ms();
-        let v = f(&tx, now)?;
-        tx.commit()
-            .map_err(|e| Error::CommitAmbiguous(e.to_string()))?;
-        Ok(v)
+        let mut conn = self.lock();
+        self.transact(&mut conn, f)
+    }
+
+    /// `BEGIN IMMEDIATE`, `f`, `COMMIT` on the handle's connection. A COMMIT
+    /// that fails has an unknown outcome: it is reported as `CommitAmbiguous`
+    /// and the connection is replaced, since after an fsync error it cannot
+    /// be trusted. An operation is never reported durable unless its commit
+    /// returned success.
+    fn transact<T>(
+        &self,
+        conn: &mut MutexGuard<'_, Connection>,
+        f: impl FnOnce(&Connection, i64) -> Result<T>,
+    ) -> Result<T> {
+        let committed = {
+            let tx = begin_immediate(conn)?;
+            let v = f(&tx, self.inner.clock.now_ms())?;
+            tx.commit().map(|()| v)
+        };
+        committed.map_err(|e| {
+            if let Ok(fresh) = storage::open(&self.inner.path, self.inner.durability, false) {
+                **conn = fresh;
+            }
+            Error::CommitAmbiguous(e.to_string())
+        })
     }
 
     /// A write whose loss on power failure is harmless (a lease: the message
@@ -299,18 +317,12 @@ impl Database {
         if self.inner.read_only {
             return Err(Error::ReadOnly("CONSUME".into()));
         }
-        let conn = self.lock();
+        let mut conn = self.lock();
         let relax = self.inner.durability == Durability::Full;
         if relax {
             conn.execute_batch("PRAGMA synchronous = NORMAL")?;
         }
-        let r = (|| {
-            let tx = begin_immediate(&conn)?;
-            let v = f(&tx, self.inner.clock.now_ms())?;
-            tx.commit()
-                .map_err(|e| Error::CommitAmbiguous(e.to_string()))?;
-            Ok(v)
-        })();
+        let r = self.transact(&mut conn, f);
         if relax {
             conn.execute_batch("PRAGMA synchronous = FULL")?;
         }
@@ -328,11 +340,11 @@ impl Database {
             return Err(Error::ReadOnly(what.to_string()));
         }
         self.inner.group_commit.run(f, &|jobs| {
-            let conn = self.lock();
-            let tx = begin_immediate(&conn)?;
-            jobs(&tx, self.inner.clock.now_ms());
-            tx.commit()
-                .map_err(|e| Error::CommitAmbiguous(e.to_string()))
+            let mut conn = self.lock();
+            self.transact(&mut conn, |c, now| {
+                jobs(c, now);
+                Ok(())
+            })
         })
     }
 
