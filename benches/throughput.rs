@@ -20,6 +20,7 @@
 //! counters, leases, cursors, retention) costs.
 
 use std::hint::black_box;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,8 @@ const BATCH: u64 = 1_000;
 const PRODUCERS: u64 = 8;
 /// Messages per consume + ack round in `consume_ack`.
 const CONSUME_BATCH: usize = 100;
+/// Threads in `consume_ack_competing`.
+const CONSUMERS: usize = 4;
 /// Messages one `replay` scan reads.
 const REPLAY_MESSAGES: u64 = 10_000;
 
@@ -117,6 +120,22 @@ fn raw_open() -> (TempDir, Connection) {
         .expect("busy timeout");
     conn.execute_batch(RAW_SETUP).expect("schema");
     (dir, conn)
+}
+
+/// Another connection to the raw file `raw_open` made, set up as `RAW_SETUP`
+/// sets up its own (journal_mode is kept in the file).
+fn raw_connect(path: &Path) -> Connection {
+    let conn = Connection::open(path).expect("open sqlite");
+    conn.busy_timeout(Duration::from_secs(10))
+        .expect("busy timeout");
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL;
+         PRAGMA mmap_size = 0;
+         PRAGMA cache_size = -16384;
+         PRAGMA temp_store = MEMORY;",
+    )
+    .expect("pragmas");
+    conn
 }
 
 fn raw_publish(conn: &mut Connection, first: u64, n: u64) {
@@ -282,36 +301,143 @@ fn consume_ack(c: &mut Criterion) {
             raw_fill(&mut conn, iters * CONSUME_BATCH as u64);
             let start = Instant::now();
             for _ in 0..iters {
-                let tx = conn
-                    .transaction_with_behavior(TransactionBehavior::Immediate)
-                    .expect("begin");
-                {
-                    let mut select = tx
-                        .prepare_cached(
-                            "SELECT id, offset, payload FROM msgs WHERE topic_id = 1 AND partition = 0
-                             ORDER BY offset LIMIT ?1",
-                        )
-                        .expect("prepare");
-                    let rows: Vec<(i64, i64, Vec<u8>)> = select
-                        .query_map([CONSUME_BATCH as i64], |r| {
-                            let payload = r.get_ref(2)?.as_bytes()?.to_vec();
-                            Ok((r.get(0)?, r.get(1)?, payload))
-                        })
-                        .expect("select")
-                        .collect::<rusqlite::Result<_>>()
-                        .expect("rows");
-                    assert_eq!(rows.len(), CONSUME_BATCH);
-                    let mut delete = tx
-                        .prepare_cached("DELETE FROM msgs WHERE id = ?1")
-                        .expect("prepare");
-                    for (id, _, _) in &rows {
-                        delete.execute([id]).expect("delete");
-                    }
-                    black_box(rows);
-                }
-                tx.commit().expect("commit");
+                let rows = raw_take(&mut conn, CONSUME_BATCH);
+                assert_eq!(rows.len(), CONSUME_BATCH);
+                black_box(rows);
             }
             start.elapsed()
+        });
+    });
+    g.finish();
+}
+
+/// One raw consume: in one `BEGIN IMMEDIATE` transaction, SELECT the `n`
+/// oldest messages and DELETE them. Returns `(id, offset, payload)` rows.
+fn raw_take(conn: &mut Connection, n: usize) -> Vec<(i64, i64, Vec<u8>)> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .expect("begin");
+    let rows: Vec<(i64, i64, Vec<u8>)> = {
+        let mut select = tx
+            .prepare_cached(
+                "SELECT id, offset, payload FROM msgs WHERE topic_id = 1 AND partition = 0
+                 ORDER BY offset LIMIT ?1",
+            )
+            .expect("prepare");
+        let rows: Vec<(i64, i64, Vec<u8>)> = select
+            .query_map([n as i64], |r| {
+                let payload = r.get_ref(2)?.as_bytes()?.to_vec();
+                Ok((r.get(0)?, r.get(1)?, payload))
+            })
+            .expect("select")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows");
+        let mut delete = tx
+            .prepare_cached("DELETE FROM msgs WHERE id = ?1")
+            .expect("prepare");
+        for (id, _, _) in &rows {
+            delete.execute([id]).expect("delete");
+        }
+        rows
+    };
+    tx.commit().expect("commit");
+    rows
+}
+
+/// Checks that `seen` (one key per consumed message, from every consumer)
+/// holds `n` distinct keys: every message of the pre-filled queue was
+/// consumed exactly once.
+fn assert_exactly_once<K: Ord + std::fmt::Debug>(mut seen: Vec<K>, n: u64) {
+    seen.sort_unstable();
+    if let Some(w) = seen.windows(2).find(|w| w[0] == w[1]) {
+        panic!("message {:?} consumed twice", w[0]);
+    }
+    assert_eq!(seen.len() as u64, n, "messages consumed");
+}
+
+/// `consume_ack` with `CONSUMERS` threads competing for one queue until a
+/// pre-filled backlog of `iters * CONSUME_BATCH` messages is drained; each
+/// message must be consumed exactly once. mqlite's threads share clones of
+/// one `Database`; each raw thread has its own connection and takes batches
+/// in `BEGIN IMMEDIATE` transactions (so it waits in SQLite's busy handler
+/// while another holds the write lock). Filling is not timed.
+fn consume_ack_competing(c: &mut Criterion) {
+    let mut g = c.benchmark_group("consume_ack_competing");
+    g.throughput(Throughput::Elements(CONSUME_BATCH as u64));
+    g.sampling_mode(SamplingMode::Flat);
+    g.bench_function("mqlite", |b| {
+        let (_dir, db) = mq_open(true);
+        let req = ConsumeRequest::queue("bench").max(CONSUME_BATCH);
+        b.iter_custom(|iters| {
+            let n = iters * CONSUME_BATCH as u64;
+            mq_fill(&db, n);
+            let start = Instant::now();
+            let seen: Vec<Vec<(u32, u64)>> = std::thread::scope(|s| {
+                let consumers: Vec<_> = (0..CONSUMERS)
+                    .map(|_| {
+                        let db = db.clone();
+                        let req = &req;
+                        s.spawn(move || {
+                            let mut seen = Vec::new();
+                            loop {
+                                // Empty: the rest is acked or leased by
+                                // another consumer, which will ack it.
+                                let got = db.consume(req).expect("consume");
+                                if got.is_empty() {
+                                    return seen;
+                                }
+                                let ids: Vec<u64> = got.iter().map(|d| d.id).collect();
+                                db.ack(&ids).expect("ack");
+                                seen.extend(got.iter().map(|d| (d.partition, d.offset)));
+                                black_box(got);
+                            }
+                        })
+                    })
+                    .collect();
+                consumers
+                    .into_iter()
+                    .map(|h| h.join().expect("consumer"))
+                    .collect()
+            });
+            let elapsed = start.elapsed();
+            assert_exactly_once(seen.concat(), n);
+            elapsed
+        });
+    });
+    g.bench_function("raw_sqlite", |b| {
+        let (dir, mut conn) = raw_open();
+        let mut conns: Vec<Connection> = (0..CONSUMERS)
+            .map(|_| raw_connect(&dir.path().join("raw.db")))
+            .collect();
+        b.iter_custom(|iters| {
+            let n = iters * CONSUME_BATCH as u64;
+            raw_fill(&mut conn, n);
+            let start = Instant::now();
+            let seen: Vec<Vec<i64>> = std::thread::scope(|s| {
+                let consumers: Vec<_> = conns
+                    .iter_mut()
+                    .map(|conn| {
+                        s.spawn(move || {
+                            let mut seen = Vec::new();
+                            loop {
+                                let rows = raw_take(conn, CONSUME_BATCH);
+                                if rows.is_empty() {
+                                    return seen;
+                                }
+                                seen.extend(rows.iter().map(|r| r.0));
+                                black_box(rows);
+                            }
+                        })
+                    })
+                    .collect();
+                consumers
+                    .into_iter()
+                    .map(|h| h.join().expect("consumer"))
+                    .collect()
+            });
+            let elapsed = start.elapsed();
+            assert_exactly_once(seen.concat(), n);
+            elapsed
         });
     });
     g.finish();
@@ -375,6 +501,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = publish, publish_batch, publish_concurrent, consume_ack, replay
+    targets = publish, publish_batch, publish_concurrent, consume_ack, consume_ack_competing, replay
 }
 criterion_main!(benches);

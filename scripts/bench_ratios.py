@@ -18,6 +18,10 @@ For each workload group it reads <group>/{mqlite,raw_sqlite}/new/estimates.json
 bench's Throughput::Elements) and prints messages per second and
 mqlite / raw. The default statistic, "typical", is the one criterion prints:
 the regression slope when it was sampled linearly, else the mean.
+
+After the table it prints mqlite's 4-consumer figure against its own
+1-consumer one (consume_ack_competing / consume_ack, both mqlite); the target
+is at least 1.00.
 """
 
 import argparse
@@ -25,7 +29,14 @@ import json
 import os
 import sys
 
-WORKLOADS = ["publish", "publish_batch", "publish_concurrent", "consume_ack", "replay"]
+WORKLOADS = [
+    "publish",
+    "publish_batch",
+    "publish_concurrent",
+    "consume_ack",
+    "consume_ack_competing",
+    "replay",
+]
 FUNCTIONS = ("mqlite", "raw_sqlite")
 
 
@@ -79,8 +90,10 @@ def main():
         sys.exit(f"no criterion results in {root}: run `cargo bench --bench throughput` first")
 
     rows = []
+    mq_rates = {}
     for w in WORKLOADS:
         mq, raw = (msgs_per_sec(root, w, f, args.stat) for f in FUNCTIONS)
+        mq_rates[w] = mq
         ratio = f"{mq / raw:.2f}" if mq and raw else "-"
         rows.append((w, fmt_rate(mq), fmt_rate(raw), ratio))
 
@@ -94,6 +107,13 @@ def main():
     print(line(tuple("-" * n for n in widths)))
     for r in rows:
         print(line(r))
+
+    one, four = mq_rates["consume_ack"], mq_rates["consume_ack_competing"]
+    scaling = f"{four / one:.2f}" if one and four else "-"
+    print(
+        f"\nmqlite consume_ack_competing / consume_ack: {fmt_rate(four)} / {fmt_rate(one)} msgs/s"
+        f" = {scaling} (target >= 1.00: 4 competing consumers at least as fast as 1)"
+    )
 
 
 if __name__ == "__main__":
