@@ -485,8 +485,9 @@ fn give_back_space_if_drained(conn: &Connection, topic_id: i64, partition: u32) 
     }
     let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
     if free > 256 {
-        // At most 256 MB per drain bounds the time this write takes.
-        let mut st = conn.prepare("PRAGMA incremental_vacuum(65536)")?;
+        // After a drain the free pages are mostly at the end of the file,
+        // so giving them all back is mostly a truncation.
+        let mut st = conn.prepare("PRAGMA incremental_vacuum")?;
         let mut rows = st.query([])?;
         while rows.next()?.is_some() {}
     }
