@@ -92,11 +92,6 @@ impl DatabaseBuilder {
     /// when the file cannot be opened.
     pub fn open(self) -> Result<Database> {
         let conn = storage::open(&self.path, self.durability, self.read_only)?;
-        let checkpointer = if self.read_only {
-            None
-        } else {
-            storage::Checkpointer::start(&self.path)
-        };
         Ok(Database {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
@@ -109,7 +104,6 @@ impl DatabaseBuilder {
                 ids: Mutex::new(IdBlock::default()),
                 spare: Mutex::new(Vec::new()),
                 group_commit: GroupCommit::default(),
-                _checkpointer: checkpointer,
             }),
         })
     }
@@ -122,10 +116,6 @@ struct Notify {
 }
 
 struct Inner {
-    /// Keeps the WAL short in the background; stopped first when the handle
-    /// closes (fields drop in order), so the last connection to close is the
-    /// handle's own and it removes the WAL.
-    _checkpointer: Option<storage::Checkpointer>,
     conn: Mutex<Connection>,
     path: PathBuf,
     clock: Arc<dyn Clock>,

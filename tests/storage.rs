@@ -35,8 +35,6 @@ fn a_new_database_is_one_0600_file_after_a_clean_close() {
     {
         let db = Database::open(&path).unwrap();
         db.execute("CREATE QUEUE jobs; PUBLISH jobs 'a'").unwrap();
-        let tx = db.transaction().unwrap();
-        tx.commit().unwrap();
         let clone = db.clone();
         std::thread::spawn(move || clone.execute("PUBLISH jobs 'b'").unwrap())
             .join()

@@ -6,10 +6,7 @@
 //! - a file that is not an mqlite database, or is newer than this build, is
 //!   refused before anything is written to it.
 
-mod checkpoint;
 mod schema;
-
-pub(crate) use checkpoint::Checkpointer;
 
 use std::fs::OpenOptions;
 use std::io::Read;
@@ -78,7 +75,7 @@ pub(crate) fn open(path: &Path, durability: Durability, read_only: bool) -> Resu
         "PRAGMA mmap_size = 0;
          PRAGMA foreign_keys = OFF;
          PRAGMA journal_size_limit = 67108864;
-         PRAGMA wal_autocheckpoint = 0;
+         PRAGMA wal_autocheckpoint = 1000;
          PRAGMA cache_size = -16384;
          PRAGMA temp_store = MEMORY;",
     )?;
