@@ -57,11 +57,15 @@ pub fn run(shell: &mut Shell, path: &Path) -> rustyline::Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     let mut pending = String::new();
+    // Inside BEGIN ... COMMIT the prompt says so, as psql's `=*>` does.
+    let in_tx_prompt = prompt.replacen("> ", "*> ", 1);
     loop {
-        let shown = if pending.is_empty() {
-            &prompt
-        } else {
+        let shown = if !pending.is_empty() {
             &continuation
+        } else if shell.in_transaction() {
+            &in_tx_prompt
+        } else {
+            &prompt
         };
         let line = match editor.readline(shown) {
             Ok(line) => line,
@@ -97,6 +101,9 @@ pub fn run(shell: &mut Shell, path: &Path) -> rustyline::Result<()> {
             Ok(Flow::Continue) | Err(ShellError::Interrupted) => {}
             Err(e) => eprintln!("{e}"),
         }
+    }
+    if shell.in_transaction() {
+        eprintln!("The open transaction was rolled back (it had no COMMIT).");
     }
     Ok(())
 }
