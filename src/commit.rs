@@ -16,6 +16,7 @@ const GATHER: Duration = Duration::from_micros(250);
 
 use rusqlite::Connection;
 
+use crate::db::run_cached;
 use crate::{Error, Result};
 
 /// A queued write, type-erased.
@@ -46,14 +47,15 @@ where
     fn run(&mut self, c: &Connection, now: i64) -> bool {
         let Some(f) = self.f.take() else { return false };
         let r = (|| {
-            c.execute_batch("SAVEPOINT mq_job")?;
+            run_cached(c, "SAVEPOINT mq_job")?;
             match f(c, now) {
                 Ok(v) => {
-                    c.execute_batch("RELEASE mq_job")?;
+                    run_cached(c, "RELEASE mq_job")?;
                     Ok(v)
                 }
                 Err(e) => {
-                    c.execute_batch("ROLLBACK TO mq_job; RELEASE mq_job")?;
+                    run_cached(c, "ROLLBACK TO mq_job")?;
+                    run_cached(c, "RELEASE mq_job")?;
                     Err(e)
                 }
             }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::Connection;
 
 use crate::commit::GroupCommit;
 use crate::group::{self, ConsumeSpec, Delivery, GroupInfo, IdBlock, Subscription};
@@ -293,17 +293,24 @@ impl Database {
         conn: &mut MutexGuard<'_, Connection>,
         f: impl FnOnce(&Connection, i64) -> Result<T>,
     ) -> Result<T> {
-        let committed = {
-            let tx = begin_immediate(conn)?;
-            let v = f(&tx, self.inner.clock.now_ms())?;
-            tx.commit().map(|()| v)
-        };
-        committed.map_err(|e| {
-            if let Ok(fresh) = storage::open(&self.inner.path, self.inner.durability, false) {
-                **conn = fresh;
+        begin_immediate(conn)?;
+        let v = match f(conn, self.inner.clock.now_ms()) {
+            Ok(v) => v,
+            Err(e) => {
+                rollback(conn);
+                return Err(e);
             }
-            Error::CommitAmbiguous(e.to_string())
-        })
+        };
+        match run_cached(conn, "COMMIT") {
+            Ok(()) => Ok(v),
+            Err(e) => {
+                rollback(conn);
+                if let Ok(fresh) = storage::open(&self.inner.path, self.inner.durability, false) {
+                    **conn = fresh;
+                }
+                Err(Error::CommitAmbiguous(e.to_string()))
+            }
+        }
     }
 
     /// A write whose loss on power failure is harmless (a lease: the message
@@ -320,11 +327,11 @@ impl Database {
         let mut conn = self.lock();
         let relax = self.inner.durability == Durability::Full;
         if relax {
-            conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+            run_cached(&conn, "PRAGMA synchronous = NORMAL")?;
         }
         let r = self.transact(&mut conn, f);
         if relax {
-            conn.execute_batch("PRAGMA synchronous = FULL")?;
+            run_cached(&conn, "PRAGMA synchronous = FULL")?;
         }
         r
     }
@@ -753,12 +760,28 @@ impl Database {
     }
 }
 
-fn begin_immediate(conn: &Connection) -> Result<rusqlite::Transaction<'_>> {
+/// Runs a statement that returns no rows through the statement cache
+/// (transaction control and pragmas run on every write: parsing them each
+/// time shows in profiles).
+pub(crate) fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+/// Rolls back whatever transaction is open; errors only mean there was none.
+pub(crate) fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
+        let _ = run_cached(conn, "ROLLBACK");
+    }
+}
+
+fn begin_immediate(conn: &Connection) -> Result<()> {
+    // A transaction left open (a panic in a writer) must not swallow this one.
+    rollback(conn);
     // busy_timeout already waits; retry a few times beyond it for long writers.
     let mut tries = 0;
     loop {
-        match rusqlite::Transaction::new_unchecked(conn, TransactionBehavior::Immediate) {
-            Ok(tx) => return Ok(tx),
+        match run_cached(conn, "BEGIN IMMEDIATE") {
+            Ok(()) => return Ok(()),
             Err(rusqlite::Error::SqliteFailure(e, _))
                 if matches!(
                     e.code,

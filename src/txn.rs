@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::db::{self, ConsumeRequest};
+use crate::db::{self, ConsumeRequest, run_cached};
 use crate::group::{self, Delivery};
 use crate::lang::ast::{NackAction, ReplayFrom};
 use crate::publish::{self, Message, Published};
@@ -44,7 +44,7 @@ impl Database {
         }
         self.reserve_ids()?;
         let conn = self.take_connection()?;
-        conn.execute_batch("BEGIN IMMEDIATE")?;
+        run_cached(&conn, "BEGIN IMMEDIATE")?;
         Ok(Transaction {
             db: self.clone(),
             conn: Some(conn),
@@ -83,14 +83,15 @@ impl Transaction {
         }
         let now = self.db.now_ms();
         let c = self.conn()?;
-        c.execute_batch("SAVEPOINT mq_step")?;
+        run_cached(c, "SAVEPOINT mq_step")?;
         match f(c, now) {
             Ok(v) => {
-                c.execute_batch("RELEASE mq_step")?;
+                run_cached(c, "RELEASE mq_step")?;
                 Ok(v)
             }
             Err(e) => {
-                c.execute_batch("ROLLBACK TO mq_step; RELEASE mq_step")?;
+                run_cached(c, "ROLLBACK TO mq_step")?;
+                run_cached(c, "RELEASE mq_step")?;
                 if fenced(&e) {
                     self.failed = Some(e.to_string());
                 }
@@ -247,7 +248,7 @@ impl Transaction {
         let Some(conn) = self.conn.take() else {
             return Err(Error::Transaction("the transaction is over".into()));
         };
-        match conn.execute_batch("COMMIT") {
+        match run_cached(&conn, "COMMIT") {
             Ok(()) => {
                 self.db.give_back(conn);
                 if self.published {
@@ -258,7 +259,7 @@ impl Transaction {
             Err(e) => {
                 // Outcome unknown: roll back what may be left and never reuse
                 // this connection (after an fsync error it cannot be trusted).
-                let _ = conn.execute_batch("ROLLBACK");
+                crate::db::rollback(&conn);
                 Err(Error::CommitAmbiguous(e.to_string()))
             }
         }
@@ -275,7 +276,7 @@ impl Transaction {
 
     fn finish(&mut self, _commit: bool) {
         if let Some(conn) = self.conn.take()
-            && conn.execute_batch("ROLLBACK").is_ok()
+            && run_cached(&conn, "ROLLBACK").is_ok()
         {
             self.db.give_back(conn);
         }
