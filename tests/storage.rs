@@ -209,3 +209,12 @@ fn space_comes_back_after_a_queue_is_drained() {
         "file is {drained} bytes after the drain, {full} before"
     );
 }
+
+#[test]
+fn handles_are_send_sync_and_clone() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<Database>();
+    fn send<T: Send>() {}
+    send::<mqlite::Transaction>();
+    send::<mqlite::Session>();
+}
