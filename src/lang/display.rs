@@ -50,6 +50,11 @@ fn quote(f: &mut Formatter<'_>, text: &str, q: char) -> fmt::Result {
     f.write_char(q)
 }
 
+/// The canonical text of a duration (`90s`, `2m`, `1500ms`), as DESCRIBE and TOPICS show it.
+pub(crate) fn duration_text(d: Duration) -> String {
+    Dur(d).to_string()
+}
+
 /// A duration in the largest unit that divides it exactly (`90s`, `2m`, `1500ms`).
 struct Dur(Duration);
 

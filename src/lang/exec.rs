@@ -5,10 +5,10 @@ use std::sync::atomic::AtomicBool;
 use rusqlite::types::Value as SqlValue;
 
 use super::ast::{
-    BinaryOp, ConsumeSource, DlqOp, Export, Expr, Import, Literal, PathSegment, Payload, Retention,
-    Select, SelectItem, Source, Statement, SubscribeTarget, Tail, TopicKind, TopicOption,
+    BinaryOp, ConsumeSource, DlqOp, Export, Expr, Import, Literal, PathSegment, Payload, Select,
+    SelectItem, Source, Statement, SubscribeTarget, Tail, TopicKind, TopicOption,
 };
-use super::{query, units};
+use super::{display, query};
 use rusqlite::Connection;
 
 use crate::db::ConsumeRequest;
@@ -405,13 +405,7 @@ fn describe(r: &mut Runner<'_>, name: &str) -> Result<ResultSet> {
         add("partitions", Value::Int(i64::from(t.partitions)));
         add(
             "retention",
-            Value::Text(match t.retention {
-                Retention::Age(d) => units::display_duration(d),
-                Retention::Size(b) => units::display_size(b),
-                Retention::Messages(n) => format!("{n} MESSAGES"),
-                Retention::UntilConsumed => "UNTIL CONSUMED".into(),
-                Retention::Forever => "FOREVER".into(),
-            }),
+            Value::Text(t.retention.to_string()),
         );
         add(
             "max_length",
@@ -419,14 +413,11 @@ fn describe(r: &mut Runner<'_>, name: &str) -> Result<ResultSet> {
         );
         add(
             "overflow",
-            Value::Text(match t.overflow {
-                crate::Overflow::Reject => "REJECT".into(),
-                crate::Overflow::DropOldest => "DROP OLDEST".into(),
-            }),
+            Value::Text(t.overflow.to_string()),
         );
-        add("dedup_window", Value::Text(units::display_duration(t.dedup_window)));
+        add("dedup_window", Value::Text(display::duration_text(t.dedup_window)));
         add("max_deliveries", Value::Int(i64::from(t.max_deliveries)));
-        add("ack_wait", Value::Text(units::display_duration(t.ack_wait)));
+        add("ack_wait", Value::Text(display::duration_text(t.ack_wait)));
         add("messages", Value::Int(i64::try_from(s.messages).unwrap_or(i64::MAX)));
         add("bytes", Value::Int(i64::try_from(s.bytes).unwrap_or(i64::MAX)));
         let mut st = c.prepare_cached(

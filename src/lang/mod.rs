@@ -5,7 +5,6 @@ mod display;
 pub(crate) mod exec;
 mod parser;
 mod query;
-pub(crate) mod units;
 
 pub use parser::{
     KEYWORDS, ParseError, ParsedStatement, is_complete, parse_script, parse_statement,

@@ -6,9 +6,7 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 
-use super::ast::{
-    BinaryOp, Expr, Function, Literal, PathSegment, Select, SelectItem, Source, UnaryOp,
-};
+use super::ast::{Expr, Function, Literal, PathSegment, Select, SelectItem, Source, UnaryOp};
 use crate::topic;
 use crate::{Error, Result, ResultSet, Value};
 
@@ -615,23 +613,8 @@ impl Compiler<'_> {
                 let time = self.is_time(left) || self.is_time(right);
                 let (l, _) = self.operand(left, time, depth)?;
                 let (r, _) = self.operand(right, time, depth)?;
-                let o = match op {
-                    BinaryOp::Or => "OR",
-                    BinaryOp::And => "AND",
-                    BinaryOp::Eq => "=",
-                    BinaryOp::NotEq => "!=",
-                    BinaryOp::Lt => "<",
-                    BinaryOp::LtEq => "<=",
-                    BinaryOp::Gt => ">",
-                    BinaryOp::GtEq => ">=",
-                    BinaryOp::Like => "LIKE",
-                    BinaryOp::NotLike => "NOT LIKE",
-                    BinaryOp::Add => "+",
-                    BinaryOp::Sub => "-",
-                    BinaryOp::Mul => "*",
-                    BinaryOp::Div => "/",
-                    BinaryOp::Mod => "%",
-                };
+                // The language's operators are SQLite's, spelled the same.
+                let o = op.to_string();
                 (format!("({l} {o} {r})"), Kind::Plain)
             }
             Expr::InList {
@@ -805,17 +788,6 @@ fn values_source(
     }
 }
 
-fn retention_text(r: crate::Retention) -> String {
-    use crate::Retention;
-    match r {
-        Retention::Age(d) => super::units::display_duration(d),
-        Retention::Size(b) => super::units::display_size(b),
-        Retention::Messages(n) => format!("{n} MESSAGES"),
-        Retention::UntilConsumed => "UNTIL CONSUMED".into(),
-        Retention::Forever => "FOREVER".into(),
-    }
-}
-
 fn int(v: u64) -> SqlValue {
     SqlValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))
 }
@@ -836,15 +808,12 @@ pub(crate) fn topics_rows(conn: &Connection) -> Result<Vec<Vec<SqlValue>>> {
             SqlValue::Integer(i64::from(t.partitions)),
             int(s.messages),
             int(s.bytes),
-            SqlValue::Text(retention_text(t.retention)),
+            SqlValue::Text(t.retention.to_string()),
             t.max_length.map(int).unwrap_or(SqlValue::Null),
-            SqlValue::Text(match t.overflow {
-                crate::Overflow::Reject => "REJECT".into(),
-                crate::Overflow::DropOldest => "DROP OLDEST".into(),
-            }),
-            SqlValue::Text(super::units::display_duration(t.dedup_window)),
+            SqlValue::Text(t.overflow.to_string()),
+            SqlValue::Text(super::display::duration_text(t.dedup_window)),
             SqlValue::Integer(i64::from(t.max_deliveries)),
-            SqlValue::Text(super::units::display_duration(t.ack_wait)),
+            SqlValue::Text(super::display::duration_text(t.ack_wait)),
             SqlValue::Integer(groups),
         ]);
     }
