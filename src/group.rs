@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::dlq;
 use crate::lang::ast::{NackAction, ReplayFrom, Retention, StartFrom, TimeSpec, TopicKind};
+use crate::lease;
 use crate::topic::{self, TopicInfo};
 use crate::{Error, Result};
 
@@ -159,6 +160,17 @@ fn take_id(conn: &Connection, ids: &std::sync::Mutex<IdBlock>) -> Result<i64> {
     topic::next_counter(conn, "next_delivery_id")
 }
 
+/// `n` consecutive delivery ids from the reserved block, if it has them.
+fn take_ids(ids: &std::sync::Mutex<IdBlock>, n: usize) -> Option<i64> {
+    let mut b = ids.lock().unwrap_or_else(|p| p.into_inner());
+    let n = i64::try_from(n).ok()?;
+    if b.end - b.next < n {
+        return None;
+    }
+    b.next += n;
+    Some(b.next - n)
+}
+
 const SELECT_GROUP: &str =
     "SELECT id, name, queue_topic_id, ordered, max_deliveries, ack_wait_ms FROM mq_groups";
 
@@ -255,6 +267,7 @@ fn delete_group(conn: &Connection, id: i64) -> Result<()> {
         "DELETE FROM mq_pending WHERE group_id = ?1",
         "DELETE FROM mq_stale WHERE group_id = ?1",
         "DELETE FROM mq_requeued WHERE group_id = ?1",
+        "DELETE FROM mq_leases WHERE group_id = ?1",
         "DELETE FROM mq_groups WHERE id = ?1",
     ] {
         conn.execute(sql, [id])?;
@@ -536,6 +549,7 @@ pub(crate) fn unsubscribe(conn: &Connection, group: &str, from: Option<&str>) ->
                 "DELETE FROM mq_pending WHERE group_id = ?1 AND topic_id = ?2",
                 "DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2",
                 "DELETE FROM mq_requeued WHERE group_id = ?1 AND topic_id = ?2",
+                "DELETE FROM mq_leases WHERE group_id = ?1 AND topic_id = ?2",
             ] {
                 conn.execute(sql, params![g.id, tid])?;
             }
@@ -643,6 +657,9 @@ pub(crate) fn consume(
     // Keys handed out in this call (ORDERED groups hand out one per key).
     let mut keys_out: HashSet<(i64, u32, String)> = HashSet::new();
     let filter = spec.topic_id;
+
+    // Range leases that ran out become per-message pending rows, due now.
+    lease::explode_expired(conn, g.id, filter, now)?;
 
     // 1. Due redeliveries (expired leases, nacks, delays, ordered waiters).
     let mut rounds = 0;
@@ -759,6 +776,50 @@ pub(crate) fn consume(
                     Ok(ScanRow(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, blob(r, 5)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
+            // Fast path: a run of consecutive, due messages leased as one range.
+            if !g.ordered && !rows.is_empty() && rows.iter().all(|r| r.2.is_none_or(|v| v <= now)) {
+                let n = rows.len().min(spec.max - out.len());
+                let first = rows[0].0;
+                let last = rows[n - 1].0;
+                if last - first + 1 == n as i64
+                    && !lease::pending_in_range(conn, g.id, tid, part, first, last)?
+                    && let Some(first_id) = take_ids(spec.ids, n)
+                {
+                    lease::insert(
+                        conn,
+                        g.id,
+                        tid,
+                        part,
+                        first,
+                        n,
+                        first_id,
+                        spec.member,
+                        now.saturating_add(topic::ms(wait)),
+                    )?;
+                    for (k, ScanRow(off, ts, _, key, headers, payload)) in
+                        rows.into_iter().take(n).enumerate()
+                    {
+                        out.push(delivery(
+                            first_id + k as i64,
+                            &t,
+                            part,
+                            off,
+                            1,
+                            StoredMessage {
+                                ts,
+                                key,
+                                headers,
+                                payload,
+                            },
+                        ));
+                    }
+                    conn.prepare_cached(
+                        "UPDATE mq_cursors SET next_offset = ?4 WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3",
+                    )?
+                    .execute(params![g.id, tid, part, last + 1])?;
+                    continue;
+                }
+            }
             let mut new_cursor = cursor;
             let mut lease_new = conn.prepare_cached(
                 "INSERT OR IGNORE INTO mq_pending (group_id, topic_id, partition, offset, key, delivery_id, attempt,
@@ -892,8 +953,11 @@ pub(crate) fn trim_consumed(conn: &Connection, t: &TopicInfo, part: u32) -> Resu
     }
     let floor: Option<i64> = conn
         .prepare_cached(
-            "SELECT MIN(COALESCE((SELECT MIN(q.offset) FROM mq_pending q WHERE q.group_id = c.group_id
-                                   AND q.topic_id = c.topic_id AND q.partition = c.partition), c.next_offset))
+            "SELECT MIN(min(
+                      COALESCE((SELECT MIN(q.offset) FROM mq_pending q WHERE q.group_id = c.group_id
+                                AND q.topic_id = c.topic_id AND q.partition = c.partition), c.next_offset),
+                      COALESCE((SELECT MIN(l.first_offset) FROM mq_leases l WHERE l.group_id = c.group_id
+                                AND l.topic_id = c.topic_id AND l.partition = c.partition), c.next_offset)))
              FROM mq_cursors c WHERE c.topic_id = ?1 AND c.partition = ?2",
         )?
         .query_row(params![t.id, part], |r| r.get(0))?;
@@ -921,6 +985,8 @@ struct Lease {
 
 fn find_lease(conn: &Connection, id: u64) -> Result<Lease> {
     let sid = i64::try_from(id).map_err(|_| Error::UnknownDelivery(id))?;
+    // A delivery of a range lease gets its own pending row first.
+    lease::explode_id(conn, sid)?;
     if let Some(l) = conn
         .prepare_cached("SELECT group_id, topic_id, partition, offset, attempt FROM mq_pending WHERE delivery_id = ?1")?
         .query_row([sid], |r| {
@@ -994,6 +1060,13 @@ pub(crate) fn ack(conn: &Connection, ids: &[u64]) -> Result<()> {
             return Err(Error::invalid(format!("delivery {id} is listed twice")));
         }
     }
+    // Range leases first (the usual case: a whole batch in one row), then
+    // per-message pending rows.
+    let (ids, mut touched) = lease::ack(conn, ids)?;
+    let ids = ids.as_slice();
+    if ids.is_empty() {
+        return trim_touched(conn, touched);
+    }
     // One statement for the whole batch: the ids travel as a JSON array.
     let list = serde_json::to_string(ids).map_err(|e| Error::invalid(e.to_string()))?;
     let taken: Vec<(i64, i64, i64, u32, i64)> = conn
@@ -1015,7 +1088,6 @@ pub(crate) fn ack(conn: &Connection, ids: &[u64]) -> Result<()> {
         }
     }
     let side = SideTables::probe(conn)?;
-    let mut touched: HashSet<(i64, u32)> = HashSet::new();
     for (_, gid, tid, part, off) in taken {
         side.forget(conn, gid, tid, part, off)?;
         touched.insert((tid, part));
@@ -1108,6 +1180,7 @@ pub(crate) fn replay(
             continue;
         }
         let off = start_offset(conn, now, t.id, p, start)?;
+        lease::explode_partition(conn, g.id, t.id, p)?;
         for sql in [
             "DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset >= ?4",
             "DELETE FROM mq_requeued WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset >= ?4",
@@ -1135,6 +1208,8 @@ pub(crate) fn requeue(conn: &Connection, now: i64, dlq_ids: &[i64]) -> Result<u6
                  PURGE DLQ removes it"
             )));
         }
+        // A range lease may cover this offset again (after a replay).
+        lease::explode_partition(conn, gid, tid, part)?;
         conn.prepare_cached(
             "INSERT OR REPLACE INTO mq_requeued (group_id, topic_id, partition, offset, ts, key, headers, payload)
              SELECT group_id, topic_id, partition, offset, ts, key, headers, payload FROM mq_dlq WHERE id = ?1",
@@ -1183,6 +1258,7 @@ pub(crate) fn commit_offset(
         |r| r.get(0),
     )?;
     let off = i64::try_from(offset).unwrap_or(i64::MAX);
+    lease::explode_partition(conn, g.id, t.id, partition)?;
     if off > next {
         return Err(Error::invalid(format!(
             "offset {offset} is past the end of '{topic_name}' partition {partition} (next offset {next})"

@@ -8,6 +8,7 @@ mod dlq;
 mod error;
 mod group;
 pub mod lang;
+mod lease;
 mod publish;
 mod storage;
 mod topic;

@@ -342,6 +342,7 @@ pub(crate) fn drop(
         "DELETE FROM mq_pending WHERE topic_id = ?1",
         "DELETE FROM mq_stale WHERE topic_id = ?1",
         "DELETE FROM mq_requeued WHERE topic_id = ?1",
+        "DELETE FROM mq_leases WHERE topic_id = ?1",
         "DELETE FROM mq_topics WHERE id = ?1",
     ] {
         conn.execute(sql, [t.id])?;
@@ -504,6 +505,7 @@ pub(crate) fn purge(conn: &Connection, name: &str) -> Result<u64> {
     conn.execute("DELETE FROM mq_pending WHERE topic_id = ?1", [t.id])?;
     conn.execute("DELETE FROM mq_stale WHERE topic_id = ?1", [t.id])?;
     conn.execute("DELETE FROM mq_requeued WHERE topic_id = ?1", [t.id])?;
+    conn.execute("DELETE FROM mq_leases WHERE topic_id = ?1", [t.id])?;
     Ok(total)
 }
 

@@ -114,11 +114,17 @@ fn producer(db: &Database) {
         .filter_map(|l| l.parse::<u64>().ok())
         .max();
     let start = last.map_or(0, |l| l.saturating_sub(3));
+    // A kill can tear the last line ("15" of "1560"): start on a fresh line
+    // so a fragment never joins the next number.
+    let torn = std::fs::read(&log_path).is_ok_and(|b| b.last().is_some_and(|c| *c != b'\n'));
     let mut log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log_path)
         .expect("log");
+    if torn {
+        writeln!(log).expect("log write");
+    }
     for i in start..upto {
         let p = db
             .publish(
@@ -132,7 +138,9 @@ fn producer(db: &Database) {
                 "id-{i} was acknowledged before: must be a duplicate"
             );
         }
-        writeln!(log, "{i}").expect("log write");
+        // One write call per line (writeln! may split it in two).
+        log.write_all(format!("{i}\n").as_bytes())
+            .expect("log write");
     }
 }
 
@@ -358,11 +366,21 @@ fn killed_producers_with_dedup_ids_store_every_id_exactly_once() {
         })
         .collect();
     let dups: Vec<_> = stored.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(dups.is_empty(), "stored more than once: {dups:?}");
+    assert!(
+        dups.is_empty(),
+        "{} ids stored more than once, e.g. {:?}",
+        dups.len(),
+        &dups[..dups.len().min(10)]
+    );
     let missing: Vec<u64> = (0..upto)
         .filter(|i| !stored.contains_key(&format!("id-{i}")))
         .collect();
-    assert!(missing.is_empty(), "never stored: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "{} ids never stored, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
     let acked: HashSet<u64> = std::fs::read_to_string(&log)
         .unwrap()
         .lines()

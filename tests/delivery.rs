@@ -187,3 +187,62 @@ fn fan_in_consumes_every_topic_of_a_group() {
     topics.sort();
     assert_eq!(topics, ["alerts.db", "alerts.web"]);
 }
+
+#[test]
+fn a_batch_lease_settles_message_by_message() {
+    let t = open();
+    let db = &t.db;
+    db.execute("CREATE QUEUE jobs ACK WAIT 30s").unwrap();
+    db.publish_batch(
+        "jobs",
+        (0..10).map(|i| Message::new(format!("j{i}"))).collect(),
+    )
+    .unwrap();
+    let batch = db.consume(&ConsumeRequest::queue("jobs").max(10)).unwrap();
+    assert_eq!(batch.len(), 10);
+    let ids: Vec<u64> = batch.iter().map(|d| d.id).collect();
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "one batch, consecutive ids"
+    );
+    assert_eq!(
+        rows(db, "SELECT pending, lag FROM GROUPS")[0]["pending"],
+        10
+    );
+
+    db.ack(&ids[0..3]).unwrap();
+    assert_eq!(rows(db, "SELECT pending FROM GROUPS")[0]["pending"], 7);
+    // A second ACK of a settled id fails, and the whole ACK changes nothing.
+    let before = snapshot(db);
+    assert!(matches!(
+        db.ack(&[ids[3], ids[1]]),
+        Err(Error::UnknownDelivery(_))
+    ));
+    assert_eq!(snapshot(db), before);
+    // NACK of one id: only that message comes back now.
+    db.nack(&[ids[4]], &NackAction::Now).unwrap();
+    let again = db.consume(&ConsumeRequest::queue("jobs").max(10)).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].payload_str(), "j4");
+    assert_eq!(again[0].attempt, 2);
+    assert!(
+        err(db, &format!("ACK {}", ids[4])).contains(&format!("redelivered as {}", again[0].id))
+    );
+    db.ack(&[again[0].id]).unwrap();
+
+    // The lease runs out: the unsettled rest (j3, j5..j9) come back as attempt 2.
+    t.clock.advance(Duration::from_secs(31));
+    let rest = db.consume(&ConsumeRequest::queue("jobs").max(10)).unwrap();
+    let p: Vec<String> = rest.iter().map(|d| d.payload_str().into_owned()).collect();
+    assert_eq!(p, ["j3", "j5", "j6", "j7", "j8", "j9"]);
+    assert!(rest.iter().all(|d| d.attempt == 2));
+    let e = err(db, &format!("ACK {}", ids[9]));
+    assert!(
+        e.contains("expired") && e.contains(&rest[5].id.to_string()),
+        "{e}"
+    );
+    db.ack(&rest.iter().map(|d| d.id).collect::<Vec<_>>())
+        .unwrap();
+    assert_eq!(db.topic_stats("jobs").unwrap().messages, 0);
+    assert_eq!(rows(db, "CHECK")[0]["result"], "ok");
+}

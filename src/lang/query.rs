@@ -854,8 +854,10 @@ pub(crate) fn groups_rows(
     for (gname, tname, parts, ordered, gid, tid, lag) in rows {
         let (pending, waiting): (i64, i64) = conn
             .prepare_cached(
-                "SELECT COALESCE(SUM(attempt > 0), 0), COALESCE(SUM(attempt = 0), 0) FROM mq_pending
-                 WHERE group_id = ?1 AND topic_id = ?2",
+                "SELECT COALESCE(SUM(attempt > 0), 0)
+                        + (SELECT COALESCE(SUM(count - settled), 0) FROM mq_leases WHERE group_id = ?1 AND topic_id = ?2),
+                        COALESCE(SUM(attempt = 0), 0)
+                 FROM mq_pending WHERE group_id = ?1 AND topic_id = ?2",
             )?
             .query_row([gid, tid], |r| Ok((r.get(0)?, r.get(1)?)))?;
         let dead: i64 = conn

@@ -15,6 +15,10 @@
 //!   in flight (leased until `visible_at`), or waiting for (re)delivery.
 //!   The ack floor of a partition is the smallest pending offset, else the
 //!   cursor.
+//! - `mq_leases`: range leases, the fast path of a consume: one row for a
+//!   run of consecutive new messages of a partition with consecutive delivery
+//!   ids and a bitmap of the acked ones (see src/lease.rs). The ack floor
+//!   also counts their first offsets.
 //! - `mq_stale`: delivery ids replaced by a redelivery (for fencing errors).
 //! - `mq_dlq`: dead letters, each a copy of the message.
 //! - `mq_processed`: keys idempotent consumers marked as handled, with expiry.
@@ -140,6 +144,21 @@ CREATE TABLE mq_stale (
     offset      INTEGER NOT NULL
 );
 CREATE INDEX mq_stale_message ON mq_stale (group_id, topic_id, partition, offset);
+
+CREATE TABLE mq_leases (
+    lease_id     INTEGER PRIMARY KEY,
+    group_id     INTEGER NOT NULL,
+    topic_id     INTEGER NOT NULL,
+    partition    INTEGER NOT NULL,
+    first_offset INTEGER NOT NULL,
+    count        INTEGER NOT NULL,
+    member       TEXT,
+    visible_at   INTEGER NOT NULL,
+    acked        BLOB NOT NULL,
+    settled      INTEGER NOT NULL
+);
+CREATE INDEX mq_leases_due ON mq_leases (group_id, visible_at);
+CREATE INDEX mq_leases_position ON mq_leases (group_id, topic_id, partition, first_offset);
 
 CREATE TABLE mq_requeued (
     group_id  INTEGER NOT NULL,
