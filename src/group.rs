@@ -1083,7 +1083,9 @@ pub(crate) fn ack(conn: &Connection, ids: &[u64]) -> Result<()> {
         let found: HashSet<i64> = taken.iter().map(|t| t.0).collect();
         for &id in ids {
             if i64::try_from(id).map_or(true, |i| !found.contains(&i)) {
-                return find_lease(conn, id).map(|_| ());
+                return Err(find_lease(conn, id)
+                    .err()
+                    .unwrap_or(Error::UnknownDelivery(id)));
             }
         }
     }

@@ -157,8 +157,9 @@ CREATE TABLE mq_leases (
     acked        BLOB NOT NULL,
     settled      INTEGER NOT NULL
 );
+-- Only live batches are here, so per-partition lookups (the ack floor,
+-- explode) scan a group's few rows through this index.
 CREATE INDEX mq_leases_due ON mq_leases (group_id, visible_at);
-CREATE INDEX mq_leases_position ON mq_leases (group_id, topic_id, partition, first_offset);
 
 CREATE TABLE mq_requeued (
     group_id  INTEGER NOT NULL,
