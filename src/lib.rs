@@ -1,4 +1,39 @@
 //! mqlite: an embedded, persistent message-queue database in one SQLite file.
+//!
+//! Topics are partitioned logs; queues are topics with one implicit group
+//! and retention until consumed. Consumer groups lease messages to their
+//! members; ACK/NACK are fenced by delivery id; failed messages go to a
+//! dead-letter queue. Several processes may share one file.
+//!
+//! ```
+//! use std::time::Duration;
+//! use mqlite::{ConsumeRequest, Database, Message, Subscription};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let db = Database::open(dir.path().join("shop.db"))?;
+//!
+//! // Fan-out: every group gets every order.
+//! db.execute("CREATE TOPIC order.placed PARTITIONS 3")?;
+//! db.subscribe("email", &Subscription::topic("order.placed"))?;
+//! db.subscribe("inventory", &Subscription::topic("order.placed"))?;
+//! db.publish("order.placed", Message::new(r#"{"orderId": "ORD-1"}"#).key("ORD-1"))?;
+//! for group in ["email", "inventory"] {
+//!     let got = db.consume(&ConsumeRequest::topic("order.placed", group).max(10))?;
+//!     assert_eq!(got.len(), 1);
+//!     db.ack(&[got[0].id])?;
+//! }
+//!
+//! // A job queue: one worker per message, gone once acked.
+//! db.execute("CREATE QUEUE jobs MAX DELIVERIES 3")?;
+//! db.publish("jobs", Message::new("resize 1"))?;
+//! let job = db.consume(&ConsumeRequest::queue("jobs").wait(Duration::from_millis(10)))?;
+//! db.ack(&[job[0].id])?;
+//!
+//! // The command language returns rows.
+//! let rows = db.execute("SELECT COUNT(*) AS n FROM order.placed")?;
+//! assert_eq!(rows.rows[0][0], mqlite::Value::Int(1));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod bench;
 mod clock;
