@@ -21,8 +21,10 @@ use crate::{Error, Result};
 
 /// A queued write, type-erased.
 trait Job: Send {
-    /// Runs inside the batch transaction; returns whether it succeeded.
-    fn run(&mut self, c: &Connection, now: i64) -> bool;
+    /// Runs inside the batch transaction; returns whether it succeeded. A job
+    /// `alone` in its batch skips the savepoint: if it fails, the whole
+    /// transaction is rolled back instead.
+    fn run(&mut self, c: &Connection, now: i64, alone: bool) -> bool;
     /// The commit failed: a success becomes this error.
     fn fail(&mut self, e: &Error);
     /// Hands the result to the waiting caller.
@@ -44,8 +46,14 @@ where
     T: Send,
     F: FnOnce(&Connection, i64) -> Result<T> + Send,
 {
-    fn run(&mut self, c: &Connection, now: i64) -> bool {
+    fn run(&mut self, c: &Connection, now: i64, alone: bool) -> bool {
         let Some(f) = self.f.take() else { return false };
+        if alone {
+            let r = f(c, now);
+            let ok = r.is_ok();
+            self.result = Some(r);
+            return ok;
+        }
         let r = (|| {
             run_cached(c, "SAVEPOINT mq_job")?;
             match f(c, now) {
@@ -82,9 +90,10 @@ where
     }
 }
 
-/// Runs the jobs it is given (`&mut dyn FnMut(conn, now)`) in one transaction
-/// and returns the commit's outcome.
-pub(crate) type BatchRunner<'a> = dyn Fn(&mut dyn FnMut(&Connection, i64)) -> Result<()> + 'a;
+/// Runs the jobs it is given (`&mut dyn FnMut(conn, now) -> keep`) in one
+/// transaction and returns the commit's outcome; `keep` false means roll back.
+pub(crate) type BatchRunner<'a> =
+    dyn Fn(&mut dyn FnMut(&Connection, i64) -> bool) -> Result<()> + 'a;
 
 #[derive(Default)]
 struct State {
@@ -157,10 +166,13 @@ impl GroupCommit {
             drop(st);
             self.batches.fetch_add(1, Ordering::Relaxed);
             self.writes.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+            let alone = jobs.len() == 1;
             let outcome = batch(&mut |c, now| {
+                let mut keep = true;
                 for j in jobs.iter_mut() {
-                    j.run(c, now);
+                    keep &= j.run(c, now, alone) || !alone;
                 }
+                keep
             });
             if let Err(e) = outcome {
                 for j in jobs.iter_mut() {

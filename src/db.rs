@@ -349,8 +349,12 @@ impl Database {
         self.inner.group_commit.run(f, &|jobs| {
             let mut conn = self.lock();
             self.transact(&mut conn, |c, now| {
-                jobs(c, now);
-                Ok(())
+                if jobs(c, now) {
+                    Ok(())
+                } else {
+                    // The lone write failed without a savepoint: roll back.
+                    Err(Error::Transaction("the write failed".into()))
+                }
             })
         })
     }

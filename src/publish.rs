@@ -83,6 +83,26 @@ pub fn partition_for_key(key: &str, partitions: u32) -> u32 {
     u32::try_from(h % u64::from(partitions.max(1))).unwrap_or(0)
 }
 
+/// The partitions a batch touches, indexed by partition number.
+struct Parts(Vec<Option<PartState>>);
+
+impl Parts {
+    fn get(&self, p: &u32) -> Option<&PartState> {
+        self.0.get(*p as usize).and_then(Option::as_ref)
+    }
+    fn insert(&mut self, p: u32, s: PartState) {
+        if let Some(slot) = self.0.get_mut(p as usize) {
+            *slot = Some(s);
+        }
+    }
+    fn iter(&self) -> impl Iterator<Item = (u32, &PartState)> {
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i as u32, s)))
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct PartState {
     next: i64,
@@ -125,7 +145,7 @@ pub(crate) fn append(
         }
     }
 
-    let mut parts: HashMap<u32, PartState> = HashMap::new();
+    let mut parts = Parts(vec![None; t.partitions as usize]);
     let mut total: Option<i64> = None;
     if t.max_length.is_some() {
         total = Some(i64::try_from(topic::stats(conn, t.id)?.messages).unwrap_or(i64::MAX));
@@ -279,7 +299,7 @@ pub(crate) fn append(
         "UPDATE mq_partitions SET next_offset = ?3, low_offset = ?4, last_ts = ?5, bytes = ?6
          WHERE topic_id = ?1 AND partition = ?2",
     )?;
-    for (p, s) in &parts {
+    for (p, s) in parts.iter() {
         save.execute(params![t.id, p, s.next, s.low, s.last_ts, s.bytes])?;
     }
     if let Some(next) = rr {
@@ -288,8 +308,8 @@ pub(crate) fn append(
             params![t.id, next],
         )?;
     }
-    for (p, s) in &parts {
-        apply_retention(conn, now, t, *p, s)?;
+    for (p, s) in parts.iter() {
+        apply_retention(conn, now, t, p, s)?;
     }
     Ok(out)
 }
@@ -308,7 +328,7 @@ fn load_part(conn: &Connection, topic_id: i64, partition: u32) -> Result<PartSta
     })?)
 }
 
-fn fullest(conn: &Connection, t: &TopicInfo, parts: &HashMap<u32, PartState>) -> Result<u32> {
+fn fullest(conn: &Connection, t: &TopicInfo, parts: &Parts) -> Result<u32> {
     let mut best = (0u32, -1i64);
     for p in 0..t.partitions {
         let s = match parts.get(&p) {

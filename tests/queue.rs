@@ -277,3 +277,20 @@ fn stored_bytes_count_bytes_not_characters() {
         .unwrap();
     assert_eq!(kept, 1, "each payload is 11 bytes: only one fits in 20B");
 }
+
+#[test]
+fn a_batch_that_fails_halfway_stores_nothing() {
+    let t = open();
+    let db = &t.db;
+    db.execute("CREATE QUEUE small MAX LENGTH 2").unwrap();
+    // The third message finds the queue full after two were written.
+    let e = err(db, "PUBLISH small 'a', 'b', 'c'");
+    assert!(e.contains("is full"), "{e}");
+    assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM small")[0]["n"], 0);
+    assert_eq!(rows(db, "SHOW QUEUES")[0]["messages"], 0);
+    assert_eq!(
+        rows(db, "PUBLISH small 'a'")[0]["offset"],
+        0,
+        "offsets were not used up"
+    );
+}
