@@ -157,9 +157,8 @@ CREATE TABLE mq_leases (
     acked        BLOB NOT NULL,
     settled      INTEGER NOT NULL
 );
--- Only live batches are here, so per-partition lookups (the ack floor,
--- explode) scan a group's few rows through this index.
-CREATE INDEX mq_leases_due ON mq_leases (group_id, visible_at);
+-- Only live batches are here (in-flight consumes), a small table: lookups
+-- by group, partition or expiry scan it rather than keep an index current.
 
 CREATE TABLE mq_requeued (
     group_id  INTEGER NOT NULL,
