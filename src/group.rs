@@ -951,25 +951,23 @@ pub(crate) fn trim_consumed(conn: &Connection, t: &TopicInfo, part: u32) -> Resu
     if t.retention != Retention::UntilConsumed {
         return Ok(());
     }
-    let floor: Option<i64> = conn
+    // The floor, with the partition's stored range in the same query.
+    let (floor, low, next): (Option<i64>, i64, i64) = conn
         .prepare_cached(
-            "SELECT MIN(min(
+            "SELECT (SELECT MIN(min(
                       COALESCE((SELECT MIN(q.offset) FROM mq_pending q WHERE q.group_id = c.group_id
                                 AND q.topic_id = c.topic_id AND q.partition = c.partition), c.next_offset),
                       COALESCE((SELECT MIN(l.first_offset) FROM mq_leases l WHERE l.group_id = c.group_id
                                 AND l.topic_id = c.topic_id AND l.partition = c.partition), c.next_offset)))
-             FROM mq_cursors c WHERE c.topic_id = ?1 AND c.partition = ?2",
+                     FROM mq_cursors c WHERE c.topic_id = ?1 AND c.partition = ?2),
+                    p.low_offset, p.next_offset
+             FROM mq_partitions p WHERE p.topic_id = ?1 AND p.partition = ?2",
         )?
-        .query_row(params![t.id, part], |r| r.get(0))?;
-    if let Some(floor) = floor {
-        let low: i64 = conn
-            .prepare_cached(
-                "SELECT low_offset FROM mq_partitions WHERE topic_id = ?1 AND partition = ?2",
-            )?
-            .query_row(params![t.id, part], |r| r.get(0))?;
-        if floor > low {
-            topic::trim_partition(conn, t.id, part, floor)?;
-        }
+        .query_row(params![t.id, part], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    if let Some(floor) = floor
+        && floor > low
+    {
+        topic::trim_partition(conn, t.id, part, floor, Some(floor >= next))?;
     }
     Ok(())
 }

@@ -390,7 +390,7 @@ fn apply_retention(
         }
     };
     if below > s.low {
-        topic::trim_partition(conn, t.id, partition, below)?;
+        topic::trim_partition(conn, t.id, partition, below, None)?;
     }
     Ok(())
 }

@@ -448,11 +448,14 @@ pub(crate) fn next_counter(conn: &Connection, name: &str) -> Result<i64> {
 
 /// Deletes the messages of a partition below `below`, keeping `low_offset` and `bytes` true.
 /// Returns how many were deleted.
+/// `drained`: whether this empties the partition, if the caller knows
+/// (None: look it up when something was deleted).
 pub(crate) fn trim_partition(
     conn: &Connection,
     topic_id: i64,
     partition: u32,
     below: i64,
+    drained: Option<bool>,
 ) -> Result<u64> {
     let mut st = conn.prepare_cached(
         "DELETE FROM mq_messages WHERE topic_id = ?1 AND partition = ?2 AND offset < ?3 RETURNING octet_length(payload)",
@@ -468,8 +471,8 @@ pub(crate) fn trim_partition(
          WHERE topic_id = ?1 AND partition = ?2",
     )?
     .execute(params![topic_id, partition, below, bytes])?;
-    if n > 0 && below != i64::MAX {
-        give_back_space_if_drained(conn, topic_id, partition)?;
+    if n > 0 && drained != Some(false) {
+        give_back_space_if_drained(conn, topic_id, partition, drained)?;
     }
     Ok(n)
 }
@@ -477,10 +480,18 @@ pub(crate) fn trim_partition(
 /// When a partition has just been emptied, returns free pages to the file
 /// system (the file is created with `auto_vacuum = INCREMENTAL`). Steady
 /// traffic reuses free pages by itself; this is for the drain after a burst.
-fn give_back_space_if_drained(conn: &Connection, topic_id: i64, partition: u32) -> Result<()> {
-    let empty: bool = conn
+fn give_back_space_if_drained(
+    conn: &Connection,
+    topic_id: i64,
+    partition: u32,
+    known: Option<bool>,
+) -> Result<()> {
+    let empty: bool = match known {
+        Some(k) => k,
+        None => conn
         .prepare_cached("SELECT low_offset >= next_offset FROM mq_partitions WHERE topic_id = ?1 AND partition = ?2")?
-        .query_row(params![topic_id, partition], |r| r.get(0))?;
+        .query_row(params![topic_id, partition], |r| r.get(0))?,
+    };
     if !empty {
         return Ok(());
     }
@@ -500,7 +511,7 @@ pub(crate) fn purge(conn: &Connection, name: &str) -> Result<u64> {
     let t = get(conn, name)?;
     let mut total = 0;
     for p in 0..t.partitions {
-        total += trim_partition(conn, t.id, p, i64::MAX)?;
+        total += trim_partition(conn, t.id, p, i64::MAX, Some(false))?;
     }
     conn.execute("DELETE FROM mq_pending WHERE topic_id = ?1", [t.id])?;
     conn.execute("DELETE FROM mq_stale WHERE topic_id = ?1", [t.id])?;
