@@ -48,6 +48,17 @@ where
 {
     fn run(&mut self, c: &Connection, now: i64, alone: bool) -> bool {
         let Some(f) = self.f.take() else { return false };
+        // A panicking write must not take the leader down with it: every
+        // other writer waits for the leader to hand out results.
+        let f = move |c: &Connection, now: i64| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, now))).unwrap_or_else(
+                |_| {
+                    Err(Error::Transaction(
+                        "internal error: a write panicked".into(),
+                    ))
+                },
+            )
+        };
         if alone {
             let r = f(c, now);
             let ok = r.is_ok();
