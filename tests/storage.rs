@@ -218,3 +218,17 @@ fn handles_are_send_sync_and_clone() {
     send::<mqlite::Transaction>();
     send::<mqlite::Session>();
 }
+
+#[test]
+fn a_damaged_file_is_refused_with_a_clear_error_and_left_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.db");
+    let mut bytes = b"SQLite format 3\0".to_vec();
+    bytes.extend(std::iter::repeat_n(0xA5u8, 8192));
+    std::fs::write(&path, &bytes).unwrap();
+    match Database::open(&path) {
+        Err(e @ Error::NotADatabase { .. }) => assert!(e.to_string().contains("damaged"), "{e}"),
+        other => panic!("expected NotADatabase, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}

@@ -43,9 +43,22 @@ pub(crate) fn open(path: &Path, durability: Durability, read_only: bool) -> Resu
     conn.set_prepared_statement_cache_capacity(64);
 
     // Identify the file before changing anything in it.
-    let app_id: i64 = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    let identify = || -> rusqlite::Result<(i64, i64, i64)> {
+        Ok((
+            conn.query_row("PRAGMA application_id", [], |r| r.get(0))?,
+            conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?,
+        ))
+    };
+    let (app_id, version, tables) = identify().map_err(|e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            Error::NotADatabase {
+                path: path.to_path_buf(),
+                reason: format!("it is damaged or not a database ({e})"),
+            }
+        }
+        _ => Error::Sqlite(e),
+    })?;
     if existing && (tables > 0 || app_id != 0) && app_id != APPLICATION_ID {
         return Err(Error::NotADatabase {
             path: path.to_path_buf(),
