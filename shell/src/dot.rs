@@ -70,6 +70,10 @@ const STATEMENTS: &[(&str, &str)] = &[
         "SELECT",
         "SELECT key, data.total FROM orders WHERE data.total > 100 LIMIT 10;",
     ),
+    (
+        "",
+        "SELECT * FROM DLQ;  SELECT * FROM GROUPS;  SELECT * FROM TOPICS;  SELECT * FROM PROCESSED;",
+    ),
     ("TAIL", "TAIL orders WHERE key = 'c-7';  (Ctrl-C stops)"),
 ];
 
