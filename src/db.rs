@@ -629,6 +629,11 @@ impl Database {
     ) -> Result<Vec<Delivery>> {
         check_consume(req)?;
         let deadline = req.wait.map(|w| Instant::now() + w);
+        let Some(deadline) = deadline else {
+            // No WAIT: one attempt, none of the wake-up bookkeeping below.
+            self.reserve_ids()?;
+            return self.write_lease(|c, now| consume_once(c, now, req, &self.inner.ids));
+        };
         let mut backoff = Duration::from_millis(2);
         loop {
             let seq = *self
@@ -640,9 +645,6 @@ impl Database {
             let version = self.data_version()?;
             self.reserve_ids()?;
             let got = self.write_lease(|c, now| consume_once(c, now, req, &self.inner.ids))?;
-            let Some(deadline) = deadline else {
-                return Ok(got);
-            };
             if !got.is_empty() {
                 return Ok(got);
             }
