@@ -548,20 +548,20 @@ impl Record<'_> {
     }
     /// Append time, ms since the epoch.
     pub fn timestamp(&self) -> i64 {
-        self.row.get(2).unwrap_or(0)
+        self.row.get(1).unwrap_or(0)
     }
     /// Key.
     pub fn key(&self) -> Option<&str> {
-        self.text(3)
+        self.text(2)
     }
     /// Headers as a JSON object text, if any.
     pub fn headers(&self) -> Option<&str> {
-        self.text(4)
+        self.text(3)
     }
     /// Payload bytes.
     pub fn payload(&self) -> &[u8] {
         use rusqlite::types::ValueRef;
-        match self.row.get_ref(5) {
+        match self.row.get_ref(4) {
             Ok(ValueRef::Text(t) | ValueRef::Blob(t)) => t,
             _ => &[],
         }
@@ -574,33 +574,31 @@ impl Record<'_> {
     }
 }
 
-/// What one page of a scan did: the last position read, how many rows, and
+/// What one page of a scan did: the last offset read, how many rows, and
 /// whether the callback asked to stop.
-pub(crate) type ScanPage = (Option<(u32, i64)>, usize, bool);
+pub(crate) type ScanPage = (i64, usize, bool);
 
-/// Reads up to `limit` messages of a topic after position `(partition, offset)`
-/// (exclusive; `None` starts at the beginning) in partition, offset order,
-/// handing each to `f` (false stops). Returns the last position read and
-/// whether `f` asked to stop.
+/// Reads up to `limit` messages of one partition after `after` (exclusive;
+/// -1 starts at the beginning) in offset order, handing each to `f` (false
+/// stops). Returns the last offset read and whether `f` asked to stop.
 pub(crate) fn scan_page(
     conn: &Connection,
     topic_id: i64,
-    after: Option<(u32, i64)>,
+    partition: u32,
+    after: i64,
     limit: i64,
     f: &mut dyn FnMut(&Record<'_>) -> bool,
 ) -> Result<ScanPage> {
-    let (p, o) = after.map_or((0, -1), |(p, o)| (i64::from(p), o));
     let mut st = conn.prepare_cached(
-        "SELECT partition, offset, ts, key, headers, payload FROM mq_messages
-         WHERE topic_id = ?1 AND (partition, offset) > (?2, ?3) ORDER BY partition, offset LIMIT ?4",
+        "SELECT offset, ts, key, headers, payload FROM mq_messages
+         WHERE topic_id = ?1 AND partition = ?2 AND offset > ?3 ORDER BY offset LIMIT ?4",
     )?;
-    let mut rows = st.query(params![topic_id, p, o, limit])?;
+    let mut rows = st.query(params![topic_id, partition, after, limit])?;
     let mut last = after;
     let mut n = 0;
     while let Some(r) = rows.next()? {
-        let partition: u32 = r.get(0)?;
-        let offset: i64 = r.get(1)?;
-        last = Some((partition, offset));
+        let offset: i64 = r.get(0)?;
+        last = offset;
         n += 1;
         let rec = Record {
             row: r,

@@ -163,10 +163,12 @@ fn scan_reads_every_message_in_order_without_touching_groups() {
             Message::new(format!("m{i}"))
                 .partition(i % 2)
                 .key(format!("k{i}"))
+                .header("n", i.to_string())
         })
         .collect();
     db.publish_batch("big", msgs).unwrap();
     let mut seen = Vec::new();
+    let mut meta = Vec::new();
     let n = db
         .scan("big", |r| {
             seen.push((
@@ -175,6 +177,7 @@ fn scan_reads_every_message_in_order_without_touching_groups() {
                 r.key().map(String::from),
                 r.payload().to_vec(),
             ));
+            meta.push((r.timestamp(), r.headers().map(String::from)));
             true
         })
         .unwrap();
@@ -186,6 +189,8 @@ fn scan_reads_every_message_in_order_without_touching_groups() {
     );
     assert_eq!(seen[0], (0, 0, Some("k0".into()), b"m0".to_vec()));
     assert_eq!(seen[1250], (1, 0, Some("k1".into()), b"m1".to_vec()));
+    assert!(meta[0].0 > 0, "timestamp read");
+    assert_eq!(meta[1250].1.as_deref(), Some(r#"{"n":"1"}"#));
     let mut first = 0;
     assert_eq!(
         db.scan("big", |_| {
