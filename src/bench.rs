@@ -315,7 +315,7 @@ impl Measured {
             Value::Text(workload.to_string()),
             Value::Int(i64::try_from(self.messages).unwrap_or(i64::MAX)),
             Value::Int(i64::try_from(size).unwrap_or(i64::MAX)),
-            Value::Float(round(secs, 4)),
+            Value::Float(round(secs, 6)),
             Value::Float(round(msgs / secs, 1)),
             // MB as everywhere in the language: 1024 * 1024 bytes.
             Value::Float(round(bytes / secs / (1024.0 * 1024.0), 2)),
