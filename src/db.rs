@@ -643,7 +643,7 @@ impl Database {
             self.reserve_ids()?;
             return self.write_lease(|c, now| consume_once(c, now, req, &self.inner.ids));
         };
-        let mut backoff = Duration::from_millis(2);
+        let mut backoff = Duration::from_micros(250);
         loop {
             let seq = *self
                 .inner
@@ -688,7 +688,7 @@ impl Database {
                     || self.data_version()? != version;
                 if changed || tried.elapsed() >= Duration::from_millis(500) {
                     if changed {
-                        backoff = Duration::from_millis(2);
+                        backoff = Duration::from_micros(250);
                     }
                     break;
                 }
