@@ -4,8 +4,9 @@
 //! Callers queue a job; whoever finds no leader becomes the leader, takes
 //! every queued job, runs them in one `BEGIN IMMEDIATE` transaction (each in
 //! its own savepoint, so one failing job changes nothing for the others),
-//! commits once, and hands out the results. Jobs queued while a leader is
-//! committing form the next batch.
+//! commits once, and hands out the results, waking each caller on its own
+//! condition variable. Jobs queued while a leader is committing form the
+//! next batch, led by the caller of the first of them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -27,12 +28,39 @@ trait Job: Send {
     fn run(&mut self, c: &Connection, now: i64, alone: bool) -> bool;
     /// The commit failed: a success becomes this error.
     fn fail(&mut self, e: &Error);
-    /// Hands the result to the waiting caller.
+    /// Hands the result to the waiting caller and wakes it.
     fn finish(self: Box<Self>);
+    /// Wakes the waiting caller to lead the next batch (its job is queued).
+    fn wake_to_lead(&self);
 }
 
+/// Where a waiting caller gets its result, or is told to lead. Each caller
+/// sleeps on its own condition variable, so a finished batch wakes exactly
+/// its callers, one by one, and they do not queue up on one lock.
 struct Slot<T> {
-    value: Mutex<Option<Result<T>>>,
+    state: Mutex<SlotState<T>>,
+    wake: Condvar,
+}
+
+struct SlotState<T> {
+    result: Option<Result<T>>,
+    lead: bool,
+}
+
+impl<T> Slot<T> {
+    /// Sleeps until there is a result (Some) or a call to lead (None).
+    fn wait(&self) -> Option<Result<T>> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(r) = st.result.take() {
+                return Some(r);
+            }
+            if std::mem::take(&mut st.lead) {
+                return None;
+            }
+            st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 struct TypedJob<T, F> {
@@ -97,7 +125,21 @@ where
         let r = self
             .result
             .unwrap_or_else(|| Err(Error::CommitAmbiguous("the write was not run".into())));
-        *self.slot.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        self.slot
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .result = Some(r);
+        self.slot.wake.notify_one();
+    }
+
+    fn wake_to_lead(&self) {
+        self.slot
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .lead = true;
+        self.slot.wake.notify_one();
     }
 }
 
@@ -118,7 +160,6 @@ struct State {
 #[derive(Default)]
 pub(crate) struct GroupCommit {
     state: Mutex<State>,
-    done: Condvar,
     /// Signalled when a job is queued, for a leader gathering its batch.
     arrived: Condvar,
     /// Batches committed (one fsync each under durability full).
@@ -128,6 +169,15 @@ pub(crate) struct GroupCommit {
 }
 
 impl GroupCommit {
+    /// Wakes a gathering leader once every active writer has queued; waking
+    /// it on each arrival cost a context switch per write (perf: most of
+    /// the time of 8 publishing threads went to task switching).
+    fn wake_gatherer(&self, st: &State) {
+        if st.leading && st.queue.len() >= st.active {
+            self.arrived.notify_one();
+        }
+    }
+
     /// Runs `f` in a shared write transaction. `batch` runs a list of jobs
     /// in one transaction: it must begin, call each job, and commit,
     /// returning the commit's error if any.
@@ -137,7 +187,11 @@ impl GroupCommit {
         F: FnOnce(&Connection, i64) -> Result<T> + Send + 'static,
     {
         let slot = Arc::new(Slot {
-            value: Mutex::new(None),
+            state: Mutex::new(SlotState {
+                result: None,
+                lead: false,
+            }),
+            wake: Condvar::new(),
         });
         let job: Box<dyn Job> = Box::new(TypedJob {
             f: Some(f),
@@ -147,14 +201,32 @@ impl GroupCommit {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.queue.push(job);
         st.active += 1;
-        self.arrived.notify_one();
+        self.wake_gatherer(&st);
         loop {
-            if let Some(r) = slot.value.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            // Done: by a batch this caller led, or by another leader that
+            // took this job while this caller was being woken to lead.
+            let done = slot
+                .state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .result
+                .take();
+            if let Some(r) = done {
                 st.active -= 1;
+                self.wake_gatherer(&st);
                 return r;
             }
             if st.leading {
-                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                drop(st);
+                let r = slot.wait();
+                st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(r) = r {
+                    st.active -= 1;
+                    self.wake_gatherer(&st);
+                    return r;
+                }
+                // Called to lead; another caller may have taken the lead
+                // (and this job) meanwhile: look again.
                 continue;
             }
             st.leading = true;
@@ -174,6 +246,10 @@ impl GroupCommit {
                     .0;
             }
             let mut jobs = std::mem::take(&mut st.queue);
+            if jobs.is_empty() {
+                st.leading = false;
+                continue;
+            }
             drop(st);
             self.batches.fetch_add(1, Ordering::Relaxed);
             self.writes.fetch_add(jobs.len() as u64, Ordering::Relaxed);
@@ -195,7 +271,10 @@ impl GroupCommit {
             }
             st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             st.leading = false;
-            self.done.notify_all();
+            // Jobs queued during this commit: their first caller leads next.
+            if let Some(next) = st.queue.first() {
+                next.wake_to_lead();
+            }
         }
     }
 }

@@ -105,3 +105,107 @@ fn a_failing_publish_in_a_shared_commit_changes_nothing_for_the_others() {
         mqlite::Value::Text("ok".into())
     );
 }
+
+/// Many more writers than cores, mixing publishes and acks, hands the lead
+/// from batch to batch thousands of times: every caller must get its own
+/// result (none hangs, none is lost or doubled).
+#[test]
+fn leadership_passes_between_many_writers_without_losing_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::builder(dir.path().join("gc.db"))
+        .durability(mqlite::Durability::Off)
+        .open()
+        .unwrap();
+    db.execute("CREATE QUEUE q").unwrap();
+    let threads = 16;
+    let per = 150;
+    let barrier = Arc::new(Barrier::new(threads + 2));
+    let publishers: Vec<_> = (0..threads)
+        .map(|t| {
+            let db = db.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                (0..per)
+                    .map(|i| {
+                        db.publish("q", Message::new(format!("{t}-{i}")))
+                            .unwrap()
+                            .offset
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let consumers: Vec<_> = (0..2)
+        .map(|_| {
+            let db = db.clone();
+            let barrier = Arc::clone(&barrier);
+            std::thread::spawn(move || {
+                barrier.wait();
+                let req = mqlite::ConsumeRequest::queue("q")
+                    .max(10)
+                    .wait(std::time::Duration::from_millis(200));
+                let mut got = Vec::new();
+                loop {
+                    let batch = db.consume(&req).unwrap();
+                    if batch.is_empty() {
+                        return got;
+                    }
+                    let ids: Vec<u64> = batch.iter().map(|d| d.id).collect();
+                    db.ack(&ids).unwrap();
+                    got.extend(batch.iter().map(|d| d.offset));
+                }
+            })
+        })
+        .collect();
+    let mut published = HashSet::new();
+    for h in publishers {
+        for offset in h.join().unwrap() {
+            assert!(published.insert(offset), "offset {offset} given twice");
+        }
+    }
+    let mut consumed = HashSet::new();
+    for h in consumers {
+        for offset in h.join().unwrap() {
+            assert!(consumed.insert(offset), "offset {offset} consumed twice");
+        }
+    }
+    assert_eq!(published.len(), threads * per);
+    assert_eq!(consumed, published, "every message consumed once");
+    assert_eq!(db.topic_stats("q").unwrap().messages, 0);
+}
+
+/// A write queued while another caller's batch commits, with nobody else
+/// coming, must still be led and committed (the finishing leader hands the
+/// lead to it). Without the hand-off its caller would wait forever.
+#[test]
+fn a_write_queued_during_a_commit_is_led_when_nobody_else_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("gc.db")).unwrap(); // fsync per commit
+    db.execute("CREATE TOPIC t").unwrap();
+    for round in 0..200u64 {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for k in 0..2u64 {
+            let db = db.clone();
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                if k == 1 {
+                    // Arrive somewhere inside the other's commit.
+                    let until = std::time::Instant::now()
+                        + std::time::Duration::from_micros(20 * (round % 20));
+                    while std::time::Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
+                }
+                let r = db.publish("t", Message::new(format!("{round}-{k}")));
+                tx.send(r.map(|p| p.offset)).unwrap();
+            });
+        }
+        for _ in 0..2 {
+            rx.recv_timeout(std::time::Duration::from_secs(10))
+                .expect("a writer was never woken")
+                .unwrap();
+        }
+    }
+    assert_eq!(db.topic_stats("t").unwrap().messages, 400);
+}
