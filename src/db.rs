@@ -341,7 +341,7 @@ impl Database {
     pub(crate) fn write_grouped<T, F>(&self, what: &str, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, i64) -> Result<T> + Send + 'static,
+        F: FnMut(&Connection, i64) -> Result<T> + Send + 'static,
     {
         if self.inner.read_only {
             return Err(Error::ReadOnly(what.to_string()));
@@ -352,7 +352,7 @@ impl Database {
                 if jobs(c, now) {
                     Ok(())
                 } else {
-                    // The lone write failed without a savepoint: roll back.
+                    // A write failed without a savepoint: roll back.
                     Err(Error::Transaction("the write failed".into()))
                 }
             })

@@ -171,8 +171,15 @@ fn take_ids(ids: &std::sync::Mutex<IdBlock>, n: usize) -> Option<i64> {
     Some(b.next - n)
 }
 
-const SELECT_GROUP: &str =
-    "SELECT id, name, queue_topic_id, ordered, max_deliveries, ack_wait_ms FROM mq_groups";
+/// Builds each group query at compile time (see `select_topic!`).
+macro_rules! select_group {
+    ($tail:literal) => {
+        concat!(
+            "SELECT id, name, queue_topic_id, ordered, max_deliveries, ack_wait_ms FROM mq_groups ",
+            $tail
+        )
+    };
+}
 
 fn group_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupInfo> {
     Ok(GroupInfo {
@@ -194,7 +201,7 @@ pub(crate) fn find_id(conn: &Connection, name: &str) -> Result<Option<i64>> {
 
 /// The group named `name`, or `GroupNotFound`.
 pub(crate) fn get(conn: &Connection, name: &str) -> Result<GroupInfo> {
-    conn.prepare_cached(&format!("{SELECT_GROUP} WHERE name = ?1"))?
+    conn.prepare_cached(select_group!("WHERE name = ?1"))?
         .query_row([name], group_from_row)
         .optional()?
         .ok_or_else(|| Error::GroupNotFound(name.to_string()))
@@ -202,7 +209,7 @@ pub(crate) fn get(conn: &Connection, name: &str) -> Result<GroupInfo> {
 
 /// The implicit group of a queue.
 pub(crate) fn queue_group(conn: &Connection, t: &TopicInfo) -> Result<GroupInfo> {
-    conn.prepare_cached(&format!("{SELECT_GROUP} WHERE queue_topic_id = ?1"))?
+    conn.prepare_cached(select_group!("WHERE queue_topic_id = ?1"))?
         .query_row([t.id], group_from_row)
         .optional()?
         .ok_or_else(|| Error::GroupNotFound(t.name.clone()))
@@ -210,7 +217,7 @@ pub(crate) fn queue_group(conn: &Connection, t: &TopicInfo) -> Result<GroupInfo>
 
 /// Every group, by name.
 pub(crate) fn list(conn: &Connection) -> Result<Vec<GroupInfo>> {
-    let mut st = conn.prepare_cached(&format!("{SELECT_GROUP} ORDER BY name"))?;
+    let mut st = conn.prepare_cached(select_group!("ORDER BY name"))?;
     let rows = st.query_map([], group_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -411,7 +418,7 @@ pub(crate) fn subscribe(conn: &Connection, now: i64, group: &str, s: &Subscripti
         validate_pattern(p)?;
     }
     let existing = conn
-        .prepare_cached(&format!("{SELECT_GROUP} WHERE name = ?1"))?
+        .prepare_cached(select_group!("WHERE name = ?1"))?
         .query_row([group], group_from_row)
         .optional()?;
     let from = s.from.unwrap_or(StartFrom::Latest);
@@ -1129,7 +1136,7 @@ pub(crate) fn nack(conn: &Connection, now: i64, ids: &[u64], action: &NackAction
             NackAction::Dead(reason) => {
                 let t = topic::by_id(conn, l.topic_id)?.ok_or(Error::UnknownDelivery(id))?;
                 let g: GroupInfo = conn
-                    .prepare_cached(&format!("{SELECT_GROUP} WHERE id = ?1"))?
+                    .prepare_cached(select_group!("WHERE id = ?1"))?
                     .query_row([l.group_id], group_from_row)?;
                 let reason = reason
                     .clone()
