@@ -380,9 +380,10 @@ macro_rules! select_topic {
 }
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TopicInfo> {
-    let kind: String = r.get(2)?;
-    let rk: String = r.get(4)?;
-    let overflow: String = r.get(7)?;
+    // Borrowed, not copied: every publish looks its topic up.
+    let kind = r.get_ref(2)?.as_str()?;
+    let rk = r.get_ref(4)?.as_str()?;
+    let overflow = r.get_ref(7)?.as_str()?;
     Ok(TopicInfo {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -392,7 +393,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TopicInfo> {
             TopicKind::Topic
         },
         partitions: r.get(3)?,
-        retention: retention_from_sql(&rk, r.get(5)?),
+        retention: retention_from_sql(rk, r.get(5)?),
         max_length: r
             .get::<_, Option<i64>>(6)?
             .map(|v| u64::try_from(v).unwrap_or(0)),
