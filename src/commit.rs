@@ -52,16 +52,10 @@ struct SlotState<T> {
 }
 
 impl<T> Slot<T> {
-    /// Sleeps until there is a result (Some) or a call to lead (None).
-    fn wait(&self) -> Option<Result<T>> {
+    /// Sleeps until there is a result or a call to lead (which it takes).
+    fn wait(&self) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(r) = st.result.take() {
-                return Some(r);
-            }
-            if std::mem::take(&mut st.lead) {
-                return None;
-            }
+        while st.result.is_none() && !std::mem::take(&mut st.lead) {
             st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
@@ -209,8 +203,7 @@ impl GroupCommit {
         st.active += 1;
         self.wake_gatherer(&st);
         loop {
-            // Done: by a batch this caller led, or by another leader that
-            // took this job while this caller was being woken to lead.
+            // Done: by a batch this caller or another leader ran.
             let done = slot
                 .state
                 .lock()
@@ -223,16 +216,11 @@ impl GroupCommit {
                 return r;
             }
             if st.leading {
+                // Until a result, or a call to lead (another caller may take
+                // the lead, and this job, before this one gets there).
                 drop(st);
-                let r = slot.wait();
+                slot.wait();
                 st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(r) = r {
-                    st.active -= 1;
-                    self.wake_gatherer(&st);
-                    return r;
-                }
-                // Called to lead; another caller may have taken the lead
-                // (and this job) meanwhile: look again.
                 continue;
             }
             st.leading = true;

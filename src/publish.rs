@@ -277,7 +277,7 @@ pub(crate) fn append(
             None => &m.payload,
         };
         if visible_at.is_none() && m.key.is_none() && headers.is_none() && m.dedup_id.is_none() {
-            // The common case binds 5 values instead of 9 (about 600
+            // The common case binds 5 values instead of 9 (about 550
             // instructions less per message; callgrind).
             plain.execute(params![t.id, partition, offset, ts, payload])?;
         } else {
