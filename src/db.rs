@@ -12,7 +12,7 @@ use crate::commit::GroupCommit;
 use crate::group::{self, ConsumeSpec, Delivery, GroupInfo, IdBlock, Subscription};
 use crate::lang::ast::{NackAction, Statement, TopicKind};
 use crate::publish::{self, Message, Published};
-use crate::topic::{self, TopicInfo, TopicOptions, TopicStats};
+use crate::topic::{self, TopicCache, TopicInfo, TopicOptions, TopicStats};
 use crate::txn::Transaction;
 use crate::{Clock, Error, Result, ResultSet, SystemClock, storage};
 
@@ -104,6 +104,7 @@ impl DatabaseBuilder {
                 ids: Mutex::new(IdBlock::default()),
                 spare: Mutex::new(Vec::new()),
                 group_commit: GroupCommit::default(),
+                topics: Mutex::default(),
             }),
         })
     }
@@ -129,6 +130,9 @@ struct Inner {
     spare: Mutex<Vec<Connection>>,
     /// Concurrent publishers share commits.
     group_commit: GroupCommit,
+    /// Topic definitions for grouped publishes; locked only by a
+    /// group-commit leader, which holds `conn`.
+    topics: Mutex<TopicCache>,
 }
 
 /// An open mqlite database. Cheap to clone (clones share one connection); `Send + Sync`.
@@ -348,15 +352,25 @@ impl Database {
         }
         self.inner.group_commit.run(f, &|jobs| {
             let mut conn = self.lock();
-            self.transact(&mut conn, |c, now| {
+            self.topic_cache().begin();
+            let r = self.transact(&mut conn, |c, now| {
                 if jobs(c, now) {
                     Ok(())
                 } else {
                     // A write failed without a savepoint: roll back.
                     Err(Error::Transaction("the write failed".into()))
                 }
-            })
+            });
+            if r.is_err() {
+                self.topic_cache().clear();
+            }
+            r
         })
+    }
+
+    /// The topic definitions grouped publishes read (see `TopicCache`).
+    fn topic_cache(&self) -> MutexGuard<'_, TopicCache> {
+        self.inner.topics.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// How many grouped writes (publishes) this handle made, and in how many
@@ -565,9 +579,11 @@ impl Database {
         }
         let max = self.inner.max_payload;
         let topic = topic.to_string();
+        let db = self.clone();
         let out = self.write_grouped("PUBLISH", move |c, now| {
-            let t = topic::get(c, &topic)?;
-            publish::append(c, now, &t, &messages, max)
+            let mut topics = db.topic_cache();
+            let t = topics.get(c, &topic)?;
+            publish::append(c, now, t, &messages, max)
         })?;
         self.wake_waiters();
         Ok(out)

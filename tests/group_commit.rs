@@ -209,3 +209,55 @@ fn a_write_queued_during_a_commit_is_led_when_nobody_else_comes() {
     }
     assert_eq!(db.topic_stats("t").unwrap().messages, 400);
 }
+
+/// Publishes remember topic definitions between commits; a CREATE, ALTER or
+/// DROP through another connection (here a second handle; another process
+/// is the same to the file) must be seen by the very next publish.
+#[test]
+fn a_publish_sees_topic_changes_made_through_another_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("defs.db");
+    let publisher = Database::open(&path).unwrap();
+    let admin = Database::open(&path).unwrap();
+    admin.execute("CREATE TOPIC ev").unwrap();
+    publisher.publish("ev", Message::new("a")).unwrap();
+
+    // More partitions: partition 2 exists at once.
+    admin.execute("ALTER TOPIC ev SET PARTITIONS 3").unwrap();
+    let p = publisher
+        .publish("ev", Message::new("b").partition(2))
+        .unwrap();
+    assert_eq!((p.partition, p.offset), (2, 0));
+
+    // A MAX LENGTH with REJECT: the next publish is refused.
+    admin.execute("ALTER TOPIC ev SET MAX LENGTH 2").unwrap();
+    assert!(matches!(
+        publisher.publish("ev", Message::new("c")),
+        Err(Error::TopicFull { .. })
+    ));
+
+    // Dropped: not found. Re-created with one partition: partition 2 is gone.
+    admin.execute("DROP TOPIC ev").unwrap();
+    assert!(matches!(
+        publisher.publish("ev", Message::new("d")),
+        Err(Error::TopicNotFound(_))
+    ));
+    admin.execute("CREATE TOPIC ev").unwrap();
+    assert!(
+        publisher
+            .publish("ev", Message::new("e").partition(2))
+            .is_err()
+    );
+    let p = publisher.publish("ev", Message::new("f")).unwrap();
+    assert_eq!((p.partition, p.offset), (0, 0));
+    assert_eq!(admin.topic_stats("ev").unwrap().messages, 1);
+
+    // A change through the publishing handle itself is seen too.
+    publisher
+        .execute("ALTER TOPIC ev SET PARTITIONS 2")
+        .unwrap();
+    let p = publisher
+        .publish("ev", Message::new("g").partition(1))
+        .unwrap();
+    assert_eq!((p.partition, p.offset), (1, 0));
+}

@@ -2,7 +2,9 @@
 //!
 //! Tables (all prefixed `mq_` so applications may keep their own tables in
 //! the same file):
-//! - `mq_meta`: named counters (`next_delivery_id`, `next_topic_id`, ...).
+//! - `mq_meta`: named counters (`next_delivery_id`, `next_topic_id`, ...,
+//!   and `topics_version`, which CREATE/ALTER/DROP of a topic bump; absent
+//!   until the first such change, read as 0).
 //! - `mq_topics`: one row per topic or queue with its options.
 //! - `mq_partitions`: per partition the next offset to assign, the lowest
 //!   offset still stored, the last timestamp and the stored payload bytes.
