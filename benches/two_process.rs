@@ -2,7 +2,7 @@
 //! plain rusqlite doing the same I/O.
 //!
 //! ```text
-//! cargo bench --bench two_process
+//! cargo bench --bench two_process      # 9 interleaved pairs, under a minute
 //! MQLITE_TWO_PROCESS_MESSAGES=20000 cargo bench --bench two_process   # shorter
 //! ```
 //!
@@ -12,6 +12,8 @@
 //! Both open the file with `Durability::Full` (WAL, `synchronous=FULL`), so
 //! every commit is an fsync. The figure is M / the wall time from starting
 //! the two processes to the consumer's exit, after it acked everything.
+//! Under `--bench` it runs 9 pairs (mqlite then raw, raw then mqlite, ...)
+//! and prints the median of the per-pair ratios, so machine drift cancels.
 //!
 //! The raw baseline uses the table of the `throughput` bench: the publisher
 //! inserts 1,000 rows per `BEGIN IMMEDIATE` transaction, the consumer SELECTs
@@ -40,6 +42,8 @@ const MESSAGES_VAR: &str = "MQLITE_TWO_PROCESS_MESSAGES";
 
 /// Messages when `MQLITE_TWO_PROCESS_MESSAGES` is unset.
 const DEFAULT_MESSAGES: u64 = 100_000;
+/// Interleaved mqlite / raw pairs under `--bench`.
+const PAIRS: usize = 9;
 /// Messages in the smoke run (without `--bench`).
 const SMOKE_MESSAGES: u64 = 2_000;
 /// Payload bytes per message.
@@ -335,6 +339,16 @@ fn thousands(x: f64) -> String {
     out
 }
 
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
 fn main() -> ExitCode {
     if let Ok(role) = std::env::var(ROLE_VAR) {
         return child(&role);
@@ -346,19 +360,35 @@ fn main() -> ExitCode {
         Err(_) => SMOKE_MESSAGES,
     };
     assert!(n > 0, "MQLITE_TWO_PROCESS_MESSAGES must be positive");
-    let mq = run("mqlite", n);
-    let raw = run("raw", n);
+    let pairs = if bench { PAIRS } else { 1 };
+    // Interleaved pairs, raw first in every other one, so machine drift
+    // cancels in each pair's ratio; the verdict is the median ratio.
+    let (mut mq, mut raw, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..pairs {
+        let (m, r) = if k % 2 == 0 {
+            let m = run("mqlite", n);
+            (m, run("raw", n))
+        } else {
+            let r = run("raw", n);
+            (run("mqlite", n), r)
+        };
+        mq.push(m);
+        raw.push(r);
+        ratios.push(m / r);
+    }
     println!(
         "# two_process: 1 publisher (batches of {}) + 1 consumer (batches of {CONSUME_BATCH}, \
-         acked), {} messages of {SIZE} bytes, durability full",
+         acked), {} messages of {SIZE} bytes, durability full; median of {pairs} interleaved pairs",
         thousands(PUBLISH_BATCH as f64),
         thousands(n as f64)
     );
+    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = ratios.iter().copied().fold(0.0, f64::max);
     println!(
-        "two_process  mqlite {} msgs/s  raw {} msgs/s  ratio {:.2}",
-        thousands(mq),
-        thousands(raw),
-        mq / raw
+        "two_process  mqlite {} msgs/s  raw {} msgs/s  ratio {:.2} (pairs {low:.2}-{high:.2})",
+        thousands(median(mq)),
+        thousands(median(raw)),
+        median(ratios)
     );
     ExitCode::SUCCESS
 }
