@@ -36,6 +36,9 @@ trait Job: Send {
     fn finish(self: Box<Self>);
     /// Wakes the waiting caller to lead the next batch (its job is queued).
     fn wake_to_lead(&self);
+    /// Whether other connections may see this write before it is durable
+    /// (see `GroupCommit::run`).
+    fn early_visible(&self) -> bool;
 }
 
 /// Where a waiting caller gets its result, or is told to lead. Each caller
@@ -65,6 +68,7 @@ struct TypedJob<T, F> {
     f: Option<F>,
     result: Option<Result<T>>,
     slot: Arc<Slot<T>>,
+    early_visible: bool,
 }
 
 impl<T, F> Job for TypedJob<T, F>
@@ -141,12 +145,19 @@ where
             .lead = true;
         self.slot.wake.notify_one();
     }
+
+    fn early_visible(&self) -> bool {
+        self.early_visible
+    }
 }
 
 /// Runs the jobs it is given (`&mut dyn FnMut(conn, now) -> keep`) in one
 /// transaction and returns the commit's outcome; `keep` false means roll back.
+/// With `defer_sync` true it may commit without its fsync and leave that to
+/// the `sync` given to `GroupCommit::run`, called after the runner returned
+/// (and released the connection).
 pub(crate) type BatchRunner<'a> =
-    dyn Fn(&mut dyn FnMut(&Connection, i64) -> bool) -> Result<()> + 'a;
+    dyn Fn(&mut dyn FnMut(&Connection, i64) -> bool, bool) -> Result<()> + 'a;
 
 #[derive(Default)]
 struct State {
@@ -181,7 +192,23 @@ impl GroupCommit {
     /// Runs `f` in a shared write transaction. `batch` runs a list of jobs
     /// in one transaction: it must begin, call each job, and commit,
     /// returning the commit's error if any.
-    pub(crate) fn run<T, F>(&self, f: F, batch: &BatchRunner<'_>) -> Result<T>
+    ///
+    /// `early_visible`: the write may be seen by other connections before
+    /// it is durable (an ACK: if power fails before the fsync, the message
+    /// is delivered again, which at-least-once allows). A batch of only
+    /// such writes is committed with `defer_sync`, and the leader calls
+    /// `sync` after the connection is released, so other work on the
+    /// connection (a CONSUME of another thread) runs during the fsync. Every
+    /// caller still gets its result only after the fsync. A publish is not
+    /// early-visible: another process could consume a message whose publish
+    /// a power failure then undoes.
+    pub(crate) fn run<T, F>(
+        &self,
+        f: F,
+        early_visible: bool,
+        batch: &BatchRunner<'_>,
+        sync: &dyn Fn() -> Result<()>,
+    ) -> Result<T>
     where
         T: Send + 'static,
         F: FnMut(&Connection, i64) -> Result<T> + Send + 'static,
@@ -197,6 +224,7 @@ impl GroupCommit {
             f: Some(f),
             result: None,
             slot: Arc::clone(&slot),
+            early_visible,
         });
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.queue.push(job);
@@ -250,23 +278,33 @@ impl GroupCommit {
             // Optimistic: no savepoints. A failing job rolls the whole
             // transaction back; then, if it had company, run again with a
             // savepoint each so the others still commit.
+            let defer_sync = jobs.iter().all(|j| j.early_visible());
             let mut failed = false;
-            let mut outcome = batch(&mut |c, now| {
-                for j in jobs.iter_mut() {
-                    if !j.run(c, now, false) {
-                        failed = true;
-                        return false;
-                    }
-                }
-                true
-            });
-            if failed && jobs.len() > 1 {
-                outcome = batch(&mut |c, now| {
+            let mut outcome = batch(
+                &mut |c, now| {
                     for j in jobs.iter_mut() {
-                        j.run(c, now, true);
+                        if !j.run(c, now, false) {
+                            failed = true;
+                            return false;
+                        }
                     }
                     true
-                });
+                },
+                defer_sync,
+            );
+            if failed && jobs.len() > 1 {
+                outcome = batch(
+                    &mut |c, now| {
+                        for j in jobs.iter_mut() {
+                            j.run(c, now, true);
+                        }
+                        true
+                    },
+                    defer_sync,
+                );
+            }
+            if defer_sync && outcome.is_ok() {
+                outcome = sync();
             }
             if let Err(e) = outcome {
                 for j in jobs.iter_mut() {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -92,9 +92,17 @@ impl DatabaseBuilder {
     /// when the file cannot be opened.
     pub fn open(self) -> Result<Database> {
         let conn = storage::open(&self.path, self.durability, self.read_only)?;
+        // The absolute name SQLite resolved, so a later change of the
+        // working directory cannot point the fsync at another file.
+        let mut wal = conn
+            .path()
+            .map_or_else(|| self.path.clone().into_os_string(), Into::into);
+        wal.push("-wal");
         Ok(Database {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
+                wal: wal.into(),
+                deferred_syncs: AtomicU64::new(0),
                 path: self.path,
                 clock: self.clock,
                 read_only: self.read_only,
@@ -119,6 +127,10 @@ struct Notify {
 struct Inner {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// The write-ahead log, fsynced by `Database::sync_wal`.
+    wal: PathBuf,
+    /// Calls of `sync_wal`.
+    deferred_syncs: AtomicU64,
     clock: Arc<dyn Clock>,
     read_only: bool,
     durability: Durability,
@@ -228,8 +240,11 @@ impl ConsumeRequest {
 pub struct WriteStats {
     /// Transactions committed for grouped writes.
     pub commits: u64,
-    /// Grouped writes (each `publish`/`publish_batch` call is one).
+    /// Grouped writes (each `publish`/`publish_batch`/`ack` call is one).
     pub writes: u64,
+    /// Commits of ACK-only batches whose fsync ran after the connection was
+    /// released (durability full only; see docs/design.md).
+    pub deferred_syncs: u64,
 }
 
 /// Most messages one CONSUME may lease.
@@ -330,19 +345,37 @@ impl Database {
         }
         let mut conn = self.lock();
         let relax = self.inner.durability == Durability::Full;
-        if relax {
-            run_cached(&conn, "PRAGMA synchronous = NORMAL")?;
+        self.unsynced(&mut conn, relax, |db, conn| db.transact(conn, f))
+    }
+
+    /// Runs `f` with `synchronous=NORMAL` when `relax` (commits without
+    /// their fsync), then puts FULL back. If FULL cannot be put back the
+    /// connection is replaced, so no later write goes without its fsync.
+    fn unsynced<T>(
+        &self,
+        conn: &mut MutexGuard<'_, Connection>,
+        relax: bool,
+        f: impl FnOnce(&Self, &mut MutexGuard<'_, Connection>) -> Result<T>,
+    ) -> Result<T> {
+        if !relax {
+            return f(self, conn);
         }
-        let r = self.transact(&mut conn, f);
-        if relax {
-            run_cached(&conn, "PRAGMA synchronous = FULL")?;
+        run_cached(conn, "PRAGMA synchronous = NORMAL")?;
+        let r = f(self, conn);
+        if let Err(e) = run_cached(conn, "PRAGMA synchronous = FULL") {
+            let fresh = storage::open(&self.inner.path, self.inner.durability, false)?;
+            **conn = fresh;
+            return Err(Error::CommitAmbiguous(format!(
+                "could not restore synchronous = FULL: {e}"
+            )));
         }
         r
     }
 
     /// As `write`, but concurrent callers share one transaction and one
     /// commit (group commit); each gets its own result after the commit.
-    pub(crate) fn write_grouped<T, F>(&self, what: &str, f: F) -> Result<T>
+    /// `early_visible`: see `GroupCommit::run` (true for ACK only).
+    pub(crate) fn write_grouped<T, F>(&self, what: &str, early_visible: bool, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnMut(&Connection, i64) -> Result<T> + Send + 'static,
@@ -350,22 +383,43 @@ impl Database {
         if self.inner.read_only {
             return Err(Error::ReadOnly(what.to_string()));
         }
-        self.inner.group_commit.run(f, &|jobs| {
-            let mut conn = self.lock();
-            self.topic_cache().begin();
-            let r = self.transact(&mut conn, |c, now| {
-                if jobs(c, now) {
-                    Ok(())
-                } else {
-                    // A write failed without a savepoint: roll back.
-                    Err(Error::Transaction("the write failed".into()))
+        let full = self.inner.durability == Durability::Full;
+        self.inner.group_commit.run(
+            f,
+            early_visible,
+            &|jobs, defer_sync| {
+                let mut conn = self.lock();
+                self.topic_cache().begin();
+                let r = self.unsynced(&mut conn, full && defer_sync, |db, conn| {
+                    db.transact(conn, |c, now| {
+                        if jobs(c, now) {
+                            Ok(())
+                        } else {
+                            // A write failed without a savepoint: roll back.
+                            Err(Error::Transaction("the write failed".into()))
+                        }
+                    })
+                });
+                if r.is_err() {
+                    self.topic_cache().clear();
                 }
-            });
-            if r.is_err() {
-                self.topic_cache().clear();
-            }
-            r
-        })
+                r
+            },
+            &|| if full { self.sync_wal() } else { Ok(()) },
+        )
+    }
+
+    /// Makes every commit so far durable: fsyncs the WAL file (what
+    /// `synchronous=FULL` does inside a commit), after a commit made with
+    /// `synchronous=NORMAL`. The WAL exists while this handle's connection
+    /// is open (SQLite removes it only when the last connection closes).
+    fn sync_wal(&self) -> Result<()> {
+        self.inner.deferred_syncs.fetch_add(1, Ordering::Relaxed);
+        std::fs::File::open(&self.inner.wal)
+            .and_then(|f| f.sync_data())
+            .map_err(|e| {
+                Error::CommitAmbiguous(format!("fsync of the write-ahead log failed: {e}"))
+            })
     }
 
     /// The topic definitions grouped publishes read (see `TopicCache`).
@@ -380,6 +434,7 @@ impl Database {
         WriteStats {
             commits: self.inner.group_commit.batches.load(Relaxed),
             writes: self.inner.group_commit.writes.load(Relaxed),
+            deferred_syncs: self.inner.deferred_syncs.load(Relaxed),
         }
     }
 
@@ -580,7 +635,7 @@ impl Database {
         let max = self.inner.max_payload;
         let topic = topic.to_string();
         let db = self.clone();
-        let out = self.write_grouped("PUBLISH", move |c, now| {
+        let out = self.write_grouped("PUBLISH", false, move |c, now| {
             let mut topics = db.topic_cache();
             let t = topics.get(c, &topic)?;
             publish::append(c, now, t, &messages, max)
@@ -727,7 +782,7 @@ impl Database {
             return Ok(());
         }
         let ids = ids.to_vec();
-        self.write_grouped("ACK", move |c, _| group::ack(c, &ids))
+        self.write_grouped("ACK", true, move |c, _| group::ack(c, &ids))
     }
 
     /// Negatively acknowledges deliveries: redeliver now, later, or dead-letter.

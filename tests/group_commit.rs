@@ -261,3 +261,52 @@ fn a_publish_sees_topic_changes_made_through_another_connection() {
         .unwrap();
     assert_eq!((p.partition, p.offset), (1, 0));
 }
+
+/// Under durability full a batch of only ACKs commits without its fsync and
+/// the leader fsyncs the WAL after releasing the connection (so a CONSUME of
+/// another thread runs meanwhile); a publish always fsyncs inside its
+/// commit, so no other connection can read a message that a power failure
+/// would undo. Below full, nothing is fsynced at all.
+#[test]
+fn only_ack_batches_fsync_after_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("acks.db")).unwrap(); // durability full
+    db.execute("CREATE QUEUE jobs").unwrap();
+    for i in 0..3 {
+        db.publish("jobs", Message::new(format!("{i}"))).unwrap();
+    }
+    assert_eq!(
+        db.write_stats().deferred_syncs,
+        0,
+        "publishes sync in-commit"
+    );
+    let got = db
+        .consume(&mqlite::ConsumeRequest::queue("jobs").max(3))
+        .unwrap();
+    assert_eq!(got.len(), 3);
+    db.ack(&[got[0].id]).unwrap();
+    db.ack(&[got[1].id, got[2].id]).unwrap();
+    assert_eq!(db.write_stats().deferred_syncs, 2);
+    assert_eq!(db.topic_stats("jobs").unwrap().messages, 0);
+
+    // Reopened, the acks held.
+    drop(db);
+    let db = Database::open(dir.path().join("acks.db")).unwrap();
+    assert!(
+        db.consume(&mqlite::ConsumeRequest::queue("jobs"))
+            .unwrap()
+            .is_empty()
+    );
+
+    let normal = Database::builder(dir.path().join("normal.db"))
+        .durability(mqlite::Durability::Normal)
+        .open()
+        .unwrap();
+    normal.execute("CREATE QUEUE jobs").unwrap();
+    normal.publish("jobs", Message::new("x")).unwrap();
+    let got = normal
+        .consume(&mqlite::ConsumeRequest::queue("jobs"))
+        .unwrap();
+    normal.ack(&[got[0].id]).unwrap();
+    assert_eq!(normal.write_stats().deferred_syncs, 0);
+}
