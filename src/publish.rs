@@ -162,6 +162,9 @@ pub(crate) fn append(
     let mut plain = conn.prepare_cached(
         "INSERT INTO mq_messages (topic_id, partition, offset, ts, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
+    // The partition whose topic id, partition and timestamp are bound on
+    // `plain` (a statement comes out of the cache with no bindings).
+    let mut plain_bound: Option<u32> = None;
     for m in msgs {
         if let Some(id) = m.dedup_id.as_deref() {
             if !pruned_dedup {
@@ -278,8 +281,19 @@ pub(crate) fn append(
         };
         if visible_at.is_none() && m.key.is_none() && headers.is_none() && m.dedup_id.is_none() {
             // The common case binds 5 values instead of 9 (about 550
-            // instructions less per message; callgrind).
-            plain.execute(params![t.id, partition, offset, ts, payload])?;
+            // instructions less per message; callgrind), and of those only
+            // the offset and payload per message: bindings stay on the
+            // statement between executions, and topic, partition and
+            // timestamp change only with the partition.
+            if plain_bound != Some(partition) {
+                plain.raw_bind_parameter(1, t.id)?;
+                plain.raw_bind_parameter(2, partition)?;
+                plain.raw_bind_parameter(4, ts)?;
+                plain_bound = Some(partition);
+            }
+            plain.raw_bind_parameter(3, offset)?;
+            plain.raw_bind_parameter(5, payload)?;
+            plain.raw_execute()?;
         } else {
             insert.execute(params![
                 t.id, partition, offset, ts, visible_at, m.key, headers, payload, m.dedup_id
