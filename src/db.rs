@@ -321,7 +321,10 @@ impl Database {
             }
         };
         match run_cached(conn, "COMMIT") {
-            Ok(()) => Ok(v),
+            Ok(()) => {
+                topic::shrink_if_drained(conn);
+                Ok(v)
+            }
             Err(e) => {
                 rollback(conn);
                 if let Ok(fresh) = storage::open(&self.inner.path, self.inner.durability, false) {
@@ -855,6 +858,7 @@ pub(crate) fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 /// Rolls back whatever transaction is open; errors only mean there was none.
 pub(crate) fn rollback(conn: &Connection) {
+    topic::forget_shrink();
     if !conn.is_autocommit() {
         let _ = run_cached(conn, "ROLLBACK");
     }

@@ -97,10 +97,6 @@ pub(crate) fn open(path: &Path, durability: Durability, read_only: bool) -> Resu
          PRAGMA cache_size = -16384;
          PRAGMA temp_store = MEMORY;",
     )?;
-    if version == 0 {
-        // auto_vacuum must be set before the first table exists.
-        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
-    }
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(Error::invalid(format!(
