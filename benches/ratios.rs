@@ -94,16 +94,6 @@ struct Outcome {
     target: f64,
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
-
 /// Runs one untimed warm-up pair, then `pairs` pairs of `a` and `b`,
 /// alternating which goes first.
 fn interleave(
@@ -321,19 +311,6 @@ const WORKLOADS: [(&str, Workload); 6] = [
     ("consume_ack_competing", consume_ack_competing),
     ("replay", replay),
 ];
-
-/// `1234567.8` as `1,234,568`.
-fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::new();
-    for (k, ch) in digits.chars().enumerate() {
-        if k > 0 && (digits.len() - k) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

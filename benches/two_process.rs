@@ -29,10 +29,13 @@
 //! fails. Run without `--bench` (as `cargo test --benches` does), it does a
 //! 2,000-message smoke run.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use common::{SIZE, median, now_ms, payload, thousands};
 use mqlite::{ConsumeRequest, Database, Durability, Message};
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -46,8 +49,6 @@ const DEFAULT_MESSAGES: u64 = 100_000;
 const PAIRS: usize = 9;
 /// Messages in the smoke run (without `--bench`).
 const SMOKE_MESSAGES: u64 = 2_000;
-/// Payload bytes per message.
-const SIZE: usize = 200;
 /// Messages per publish transaction.
 const PUBLISH_BATCH: u64 = 1_000;
 /// Messages per consume + ack.
@@ -55,27 +56,11 @@ const CONSUME_BATCH: usize = 100;
 /// The consumer gives up when nothing arrives for this long.
 const STALL: Duration = Duration::from_secs(60);
 
-/// A JSON document of exactly `SIZE` bytes: `{"i":123,"pad":"xxx..."}`.
-fn payload(i: u64) -> String {
-    let mut s = format!("{{\"i\":{i},\"pad\":\"");
-    let pad = SIZE - s.len() - 2;
-    s.extend(std::iter::repeat_n('x', pad));
-    s.push_str("\"}");
-    debug_assert_eq!(s.len(), SIZE);
-    s
-}
-
 /// The `i` of a `payload(i)`.
 fn payload_index(p: &[u8]) -> Option<u64> {
     let rest = p.strip_prefix(b"{\"i\":")?;
     let end = rest.iter().position(|&b| b == b',')?;
     std::str::from_utf8(&rest[..end]).ok()?.parse().ok()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// Records which of `0..n` the consumer got; fails on a duplicate or a
@@ -324,29 +309,6 @@ fn run(kind: &str, n: u64) -> f64 {
     let elapsed = start.elapsed();
     wait(p, &publisher);
     n as f64 / elapsed.as_secs_f64()
-}
-
-/// `1234567.8` as `1,234,568`.
-fn thousands(x: f64) -> String {
-    let digits = format!("{:.0}", x.max(0.0));
-    let mut out = String::new();
-    for (k, ch) in digits.chars().enumerate() {
-        if k > 0 && (digits.len() - k) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
-}
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
 }
 
 fn main() -> ExitCode {

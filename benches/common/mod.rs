@@ -8,6 +8,9 @@
 //! inserting transaction, and the page cache mqlite configures. The gap
 //! between the two sides is what mqlite's bookkeeping (partition counters,
 //! leases, cursors, retention) costs.
+//!
+//! Each bench crate that includes this module uses a part of it.
+#![allow(dead_code)]
 
 use std::hint::black_box;
 use std::path::Path;
@@ -317,4 +320,28 @@ pub fn raw_replay(conn: &Connection) -> usize {
     }
     assert_eq!(n, REPLAY_MESSAGES);
     bytes
+}
+
+/// The median (the mean of the middle two for an even count).
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// `1234567.8` as `1,234,568`.
+pub fn thousands(x: f64) -> String {
+    let digits = format!("{:.0}", x.max(0.0));
+    let mut out = String::new();
+    for (k, ch) in digits.chars().enumerate() {
+        if k > 0 && (digits.len() - k) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }
