@@ -299,7 +299,9 @@ impl Database {
             return Err(Error::ReadOnly(what.to_string()));
         }
         let mut conn = self.lock();
-        self.transact(&mut conn, f)
+        let v = self.transact(&mut conn, f)?;
+        topic::shrink_if_drained(&conn);
+        Ok(v)
     }
 
     /// `BEGIN IMMEDIATE`, `f`, `COMMIT` on the handle's connection. A COMMIT
@@ -321,10 +323,7 @@ impl Database {
             }
         };
         match run_cached(conn, "COMMIT") {
-            Ok(()) => {
-                topic::shrink_if_drained(conn);
-                Ok(v)
-            }
+            Ok(()) => Ok(v),
             Err(e) => {
                 rollback(conn);
                 if let Ok(fresh) = storage::open(&self.inner.path, self.inner.durability, false) {
@@ -348,7 +347,11 @@ impl Database {
         }
         let mut conn = self.lock();
         let relax = self.inner.durability == Durability::Full;
-        self.unsynced(&mut conn, relax, |db, conn| db.transact(conn, f))
+        self.unsynced(&mut conn, relax, |db, conn| {
+            let v = db.transact(conn, f)?;
+            topic::shrink_if_drained(conn);
+            Ok(v)
+        })
     }
 
     /// Runs `f` with `synchronous=NORMAL` when `relax` (commits without
@@ -403,7 +406,12 @@ impl Database {
                         }
                     })
                 });
-                if r.is_err() {
+                if r.is_ok() {
+                    // Before a shrink, whose VACUUM would move the data
+                    // version past commits of others nobody checked.
+                    self.topic_cache().committed(&conn);
+                    topic::shrink_if_drained(&conn);
+                } else {
                     self.topic_cache().clear();
                 }
                 r
