@@ -373,7 +373,7 @@ fn start_offset(
     from: StartFrom,
 ) -> Result<i64> {
     let (next, low): (i64, i64) = conn
-        .prepare_cached("SELECT next_offset, low_offset FROM mq_partitions WHERE topic_id = ?1 AND partition = ?2")?
+        .prepare_cached("SELECT next_offset, low_offset FROM mq_partition_state WHERE topic_id = ?1 AND partition = ?2")?
         .query_row(params![topic_id, partition], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(match from {
         StartFrom::Beginning => low,
@@ -750,7 +750,7 @@ pub(crate) fn consume(
         let cursors: Vec<(i64, u32, i64, i64)> = conn
             .prepare_cached(
                 "SELECT c.topic_id, c.partition, c.next_offset, p.low_offset FROM mq_cursors c
-                 JOIN mq_partitions p ON p.topic_id = c.topic_id AND p.partition = c.partition
+                 JOIN mq_partition_state p ON p.topic_id = c.topic_id AND p.partition = c.partition
                  WHERE c.group_id = ?1 AND c.next_offset < p.next_offset AND (?2 IS NULL OR c.topic_id = ?2)
                  ORDER BY c.topic_id, c.partition",
             )?
@@ -968,7 +968,7 @@ pub(crate) fn trim_consumed(conn: &Connection, t: &TopicInfo, part: u32) -> Resu
                                 AND l.topic_id = c.topic_id AND l.partition = c.partition), c.next_offset)))
                      FROM mq_cursors c WHERE c.topic_id = ?1 AND c.partition = ?2),
                     p.low_offset, p.next_offset
-             FROM mq_partitions p WHERE p.topic_id = ?1 AND p.partition = ?2",
+             FROM mq_partition_state p WHERE p.topic_id = ?1 AND p.partition = ?2",
         )?
         .query_row(params![t.id, part], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     if let Some(floor) = floor
@@ -1260,7 +1260,7 @@ pub(crate) fn commit_offset(
         )));
     }
     let next: i64 = conn.query_row(
-        "SELECT next_offset FROM mq_partitions WHERE topic_id = ?1 AND partition = ?2",
+        "SELECT next_offset FROM mq_partition_state WHERE topic_id = ?1 AND partition = ?2",
         params![t.id, partition],
         |r| r.get(0),
     )?;

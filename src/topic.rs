@@ -539,7 +539,7 @@ pub(crate) fn list(conn: &Connection) -> Result<Vec<TopicInfo>> {
 pub(crate) fn stats(conn: &Connection, topic_id: i64) -> Result<TopicStats> {
     let mut st = conn.prepare_cached(
         "SELECT COALESCE(SUM(next_offset - low_offset), 0), COALESCE(SUM(bytes), 0), COALESCE(SUM(next_offset), 0)
-         FROM mq_partitions WHERE topic_id = ?1",
+         FROM mq_partition_state WHERE topic_id = ?1",
     )?;
     Ok(st.query_row([topic_id], |r| {
         Ok(TopicStats {
@@ -569,6 +569,7 @@ pub(crate) fn trim_partition(
     below: i64,
     drained: Option<bool>,
 ) -> Result<u64> {
+    sync_partition(conn, topic_id, partition)?;
     // Sum the sizes first, then delete: DELETE ... RETURNING materializes
     // every deleted row, about 6,000 instructions per message (callgrind);
     // the separate SELECT costs about 1,200.
@@ -605,6 +606,22 @@ const SHRINK_MIN_FREE_PAGES: i64 = 256;
 /// Most bytes still in use for which `shrink` runs a `VACUUM` (it copies
 /// them twice, holding the write lock: about 0.1 s for 32 MB here).
 const SHRINK_MAX_LIVE_BYTES: i64 = 32 * 1024 * 1024;
+
+/// Brings a partition's `mq_partitions` checkpoint up to date with the
+/// messages appended after it (see `storage::schema`). Every write that
+/// removes messages calls this first, so the lagging messages are never
+/// ones it removes.
+pub(crate) fn sync_partition(conn: &Connection, topic_id: i64, partition: u32) -> Result<()> {
+    conn.prepare_cached(
+        "UPDATE mq_partitions SET next_offset = s.next_offset, last_ts = s.last_ts, bytes = s.bytes
+         FROM (SELECT next_offset, last_ts, bytes FROM mq_partition_state
+               WHERE topic_id = ?1 AND partition = ?2) AS s
+         WHERE mq_partitions.topic_id = ?1 AND mq_partitions.partition = ?2
+           AND mq_partitions.next_offset < s.next_offset",
+    )?
+    .execute(params![topic_id, partition])?;
+    Ok(())
+}
 
 /// When a partition has just been emptied and the file has free pages,
 /// asks for `shrink` after the commit (a `VACUUM` cannot run inside a

@@ -421,7 +421,7 @@ fn describe(r: &mut Runner<'_>, name: &str) -> Result<ResultSet> {
         add("messages", Value::Int(i64::try_from(s.messages).unwrap_or(i64::MAX)));
         add("bytes", Value::Int(i64::try_from(s.bytes).unwrap_or(i64::MAX)));
         let mut st = c.prepare_cached(
-            "SELECT partition, low_offset, next_offset FROM mq_partitions WHERE topic_id = ?1 ORDER BY partition",
+            "SELECT partition, low_offset, next_offset FROM mq_partition_state WHERE topic_id = ?1 ORDER BY partition",
         )?;
         let parts: Vec<(i64, i64, i64)> =
             st.query_map([t.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
@@ -447,7 +447,7 @@ fn check(r: &mut Runner<'_>) -> Result<ResultSet> {
         let rows: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
         problems.extend(rows.into_iter().filter(|r| r != "ok"));
         let bad: i64 = c.query_row(
-            "SELECT COUNT(*) FROM mq_partitions p WHERE p.low_offset > p.next_offset
+            "SELECT COUNT(*) FROM mq_partition_state p WHERE p.low_offset > p.next_offset
                OR (SELECT COUNT(*) FROM mq_messages m WHERE m.topic_id = p.topic_id AND m.partition = p.partition)
                   != p.next_offset - p.low_offset",
             [],
@@ -615,7 +615,7 @@ fn tail(
     let mut next: HashMap<u32, i64> = db.read(|c, _| {
         let info = topic::get(c, &t.topic)?;
         let mut st = c.prepare_cached(
-            "SELECT partition, next_offset FROM mq_partitions WHERE topic_id = ?1",
+            "SELECT partition, next_offset FROM mq_partition_state WHERE topic_id = ?1",
         )?;
         let rows = st.query_map([info.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -642,7 +642,7 @@ fn tail(
                 let rs = messages(c, now, &t.topic, Some(filter))?;
                 let info = topic::get(c, &t.topic)?;
                 let end: i64 = c.query_row(
-                    "SELECT next_offset FROM mq_partitions WHERE topic_id = ?1 AND partition = ?2",
+                    "SELECT next_offset FROM mq_partition_state WHERE topic_id = ?1 AND partition = ?2",
                     rusqlite::params![info.id, p],
                     |r| r.get(0),
                 )?;

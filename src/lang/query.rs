@@ -833,7 +833,7 @@ pub(crate) fn groups_rows(
          FROM mq_cursors c
          JOIN mq_groups g ON g.id = c.group_id
          JOIN mq_topics t ON t.id = c.topic_id
-         JOIN mq_partitions p ON p.topic_id = c.topic_id AND p.partition = c.partition
+         JOIN mq_partition_state p ON p.topic_id = c.topic_id AND p.partition = c.partition
          WHERE (?1 IS NULL OR c.topic_id = ?1)
          GROUP BY c.group_id, c.topic_id ORDER BY g.name, t.name",
     )?;

@@ -84,6 +84,7 @@ pub(crate) fn open(path: &Path, durability: Durability, read_only: bool) -> Resu
                 reason: "it is empty".into(),
             });
         }
+        conn.execute_batch(schema::PARTITION_STATE_VIEW)?;
         conn.execute_batch("PRAGMA query_only = ON; PRAGMA mmap_size = 0;")?;
         return Ok(conn);
     }
@@ -106,6 +107,7 @@ pub(crate) fn open(path: &Path, durability: Durability, read_only: bool) -> Resu
     }
     set_durability(&conn, durability)?;
     schema::migrate(&conn, version)?;
+    conn.execute_batch(schema::PARTITION_STATE_VIEW)?;
     Ok(conn)
 }
 

@@ -6,9 +6,15 @@
 //!   and `topics_version`, which CREATE/ALTER/DROP of a topic bump; absent
 //!   until the first such change, read as 0).
 //! - `mq_topics`: one row per topic or queue with its options.
-//! - `mq_partitions`: per partition the next offset to assign, the lowest
-//!   offset still stored, the last timestamp and the stored payload bytes.
-//!   Messages of a partition are always the dense range [low, next).
+//! - `mq_partitions`: per partition the lowest offset still stored, and a
+//!   checkpoint of the next offset to assign, the last timestamp and the
+//!   stored payload bytes. Messages of a partition are always the dense
+//!   range [low, next). A single publish does not rewrite this row (one
+//!   page less per commit): the messages at offsets >= the checkpoint's
+//!   `next_offset` (at most `publish::CHECKPOINT_EVERY`) are not counted in
+//!   it yet. Read the true values from the temporary view
+//!   `mq_partition_state` (`PARTITION_STATE_VIEW`); every write that removes
+//!   messages brings the checkpoint up to date first.
 //! - `mq_messages`: the log. `(topic_id, partition, offset)` is unique.
 //! - `mq_groups`, `mq_subscriptions`: consumer groups and what they read
 //!   (names and patterns).
@@ -200,6 +206,27 @@ CREATE TABLE mq_dlq (
     failed_at  INTEGER NOT NULL
 );
 CREATE INDEX mq_dlq_group ON mq_dlq (topic, group_name);
+";
+
+/// The true state of every partition: `mq_partitions`' checkpoint plus the
+/// messages appended since (see the module comment). A temporary view, made
+/// on each connection, so files need no migration for it. `synced_offset`
+/// and `synced_bytes` are the checkpoint's next offset and bytes.
+pub(crate) const PARTITION_STATE_VIEW: &str = "
+CREATE TEMP VIEW IF NOT EXISTS mq_partition_state AS
+SELECT p.topic_id AS topic_id, p.partition AS partition, p.low_offset AS low_offset,
+       COALESCE((SELECT m.offset + 1 FROM main.mq_messages m
+                 WHERE m.topic_id = p.topic_id AND m.partition = p.partition AND m.offset >= p.next_offset
+                 ORDER BY m.offset DESC LIMIT 1), p.next_offset) AS next_offset,
+       COALESCE((SELECT m.ts FROM main.mq_messages m
+                 WHERE m.topic_id = p.topic_id AND m.partition = p.partition AND m.offset >= p.next_offset
+                 ORDER BY m.offset DESC LIMIT 1), p.last_ts) AS last_ts,
+       p.bytes + COALESCE((SELECT SUM(octet_length(m.payload)) FROM main.mq_messages m
+                 WHERE m.topic_id = p.topic_id AND m.partition = p.partition AND m.offset >= p.next_offset), 0)
+         AS bytes,
+       p.next_offset AS synced_offset,
+       p.bytes AS synced_bytes
+FROM main.mq_partitions p;
 ";
 
 /// Brings a file at `from` up to `SCHEMA_VERSION`, in one transaction.
