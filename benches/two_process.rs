@@ -35,7 +35,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use common::{SIZE, median, now_ms, payload, thousands};
+use common::{
+    RAW_INSERT, RAW_NEXT_OFFSET, RAW_PRAGMAS, RAW_SCHEMA, SIZE, median, now_ms, payload, thousands,
+};
 use mqlite::{ConsumeRequest, Database, Durability, Message};
 use rusqlite::{Connection, TransactionBehavior, params};
 
@@ -150,29 +152,6 @@ fn mq_consumer(path: &Path, n: u64) -> Result<(), String> {
 
 // ---------------------------------------------------------------- raw SQLite
 
-/// The `throughput` bench's raw schema and pragmas.
-const RAW_SETUP: &str = "
-PRAGMA journal_mode = WAL;
-CREATE TABLE msgs (
-    id        INTEGER PRIMARY KEY,
-    topic_id  INTEGER NOT NULL,
-    partition INTEGER NOT NULL,
-    offset    INTEGER NOT NULL,
-    ts        INTEGER NOT NULL,
-    payload   BLOB NOT NULL
-);
-CREATE UNIQUE INDEX msgs_position ON msgs (topic_id, partition, offset);
-";
-const RAW_PRAGMAS: &str = "
-PRAGMA synchronous = FULL;
-PRAGMA mmap_size = 0;
-PRAGMA cache_size = -16384;
-PRAGMA temp_store = MEMORY;
-";
-const RAW_NEXT_OFFSET: &str =
-    "SELECT COALESCE(MAX(offset) + 1, 0) FROM msgs WHERE topic_id = 1 AND partition = 0";
-const RAW_INSERT: &str =
-    "INSERT INTO msgs (topic_id, partition, offset, ts, payload) VALUES (1, 0, ?1, ?2, ?3)";
 const RAW_SELECT: &str = "SELECT id, payload FROM msgs WHERE topic_id = 1 AND partition = 0
      ORDER BY offset LIMIT ?1";
 const RAW_DELETE: &str = "DELETE FROM msgs WHERE id = ?1";
@@ -186,7 +165,7 @@ fn raw_open(path: &Path) -> rusqlite::Result<Connection> {
 
 fn raw_setup(path: &Path) {
     raw_open(path)
-        .and_then(|c| c.execute_batch(RAW_SETUP))
+        .and_then(|c| c.execute_batch(RAW_SCHEMA))
         .expect("raw schema");
 }
 

@@ -79,13 +79,18 @@ pub fn mq_fill(db: &Database, n: u64) {
 
 // ---------------------------------------------------------------- raw SQLite
 
-/// What mqlite sets besides the schema: WAL, fsync per commit, the same page cache.
-pub const RAW_SETUP: &str = "
-PRAGMA journal_mode = WAL;
+/// What mqlite sets on each connection besides WAL: fsync per commit, the
+/// same page cache.
+pub const RAW_PRAGMAS: &str = "
 PRAGMA synchronous = FULL;
 PRAGMA mmap_size = 0;
 PRAGMA cache_size = -16384;
 PRAGMA temp_store = MEMORY;
+";
+
+/// The file: WAL (kept in the file) and the message table.
+pub const RAW_SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
 CREATE TABLE msgs (
     id        INTEGER PRIMARY KEY,
     topic_id  INTEGER NOT NULL,
@@ -109,23 +114,17 @@ pub fn raw_open() -> (TempDir, Connection) {
     let conn = Connection::open(dir.path().join("raw.db")).expect("open sqlite");
     conn.busy_timeout(Duration::from_secs(10))
         .expect("busy timeout");
-    conn.execute_batch(RAW_SETUP).expect("schema");
+    conn.execute_batch(RAW_PRAGMAS).expect("pragmas");
+    conn.execute_batch(RAW_SCHEMA).expect("schema");
     (dir, conn)
 }
 
-/// Another connection to the raw file `raw_open` made, set up as `RAW_SETUP`
-/// sets up its own (journal_mode is kept in the file).
+/// Another connection to the raw file `raw_open` made, set up as its own.
 pub fn raw_connect(path: &Path) -> Connection {
     let conn = Connection::open(path).expect("open sqlite");
     conn.busy_timeout(Duration::from_secs(10))
         .expect("busy timeout");
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL;
-         PRAGMA mmap_size = 0;
-         PRAGMA cache_size = -16384;
-         PRAGMA temp_store = MEMORY;",
-    )
-    .expect("pragmas");
+    conn.execute_batch(RAW_PRAGMAS).expect("pragmas");
     conn
 }
 
