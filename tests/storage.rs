@@ -353,3 +353,49 @@ fn counters_are_exact_while_single_publishes_leave_them_behind() {
     let p = db.publish("q", mqlite::Message::new("z")).unwrap();
     assert_eq!(p.offset, 151, "offsets go on after a drain");
 }
+
+/// A version 1 file (partition counters always exact) opens, keeps its
+/// messages and becomes version 2 (counters may lag), which builds that
+/// only know version 1 refuse.
+#[test]
+fn a_version_1_file_is_migrated_to_version_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let db = Database::open(&path).unwrap();
+        db.execute("CREATE QUEUE q").unwrap();
+        // A batch writes the counters, as every version 1 publish did.
+        db.publish_batch(
+            "q",
+            vec![mqlite::Message::new("a"), mqlite::Message::new("b")],
+        )
+        .unwrap();
+    }
+    let user_version = |p: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(p)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    };
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 1;")
+        .unwrap();
+    assert_eq!(user_version(&path), 1);
+
+    // Read-only: readable as it is, left at version 1.
+    let ro = Database::builder(&path).read_only(true).open().unwrap();
+    assert_eq!(ro.topic_stats("q").unwrap().messages, 2);
+    drop(ro);
+    assert_eq!(user_version(&path), 1);
+
+    let db = Database::open(&path).unwrap();
+    assert_eq!(user_version(&path), 2);
+    let p = db.publish("q", mqlite::Message::new("c")).unwrap();
+    assert_eq!(p.offset, 2);
+    let got = db
+        .consume(&mqlite::ConsumeRequest::queue("q").max(10))
+        .unwrap();
+    let payloads: Vec<String> = got.iter().map(|d| d.payload_str().into_owned()).collect();
+    assert_eq!(payloads, ["a", "b", "c"]);
+}
