@@ -604,7 +604,9 @@ thread_local! {
 /// Free pages a file must have before a drained partition shrinks it.
 const SHRINK_MIN_FREE_PAGES: i64 = 256;
 /// Most bytes still in use for which `shrink` runs a `VACUUM` (it copies
-/// them twice, holding the write lock: about 0.1 s for 32 MB here).
+/// them twice, holding the write lock: 0.06 s for 8 MB and 0.28 s for 32 MB
+/// on the development machine, measured with Python's sqlite3 on a table
+/// like `mq_messages`).
 const SHRINK_MAX_LIVE_BYTES: i64 = 32 * 1024 * 1024;
 
 /// Brings a partition's `mq_partitions` checkpoint up to date with the
