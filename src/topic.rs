@@ -603,11 +603,11 @@ thread_local! {
 
 /// Free pages a file must have before a drained partition shrinks it.
 const SHRINK_MIN_FREE_PAGES: i64 = 256;
-/// Most bytes still in use for which `shrink` runs a `VACUUM` (it copies
-/// them twice, holding the write lock: 0.06 s for 8 MB and 0.28 s for 32 MB
+/// Most bytes still in use for which `shrink` runs a `VACUUM`. It copies
+/// them twice, holding the write lock: 0.06 s for 8 MB (0.28 s for 32 MB)
 /// on the development machine, measured with Python's sqlite3 on a table
-/// like `mq_messages`).
-const SHRINK_MAX_LIVE_BYTES: i64 = 32 * 1024 * 1024;
+/// like `mq_messages`.
+const SHRINK_MAX_LIVE_BYTES: i64 = 8 * 1024 * 1024;
 
 /// Brings a partition's `mq_partitions` checkpoint up to date with the
 /// messages appended after it (see `storage::schema`). Every write that
