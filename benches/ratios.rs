@@ -86,49 +86,25 @@ struct Outcome {
     name: &'static str,
     a: &'static str,
     b: &'static str,
-    a_rate: f64,
-    b_rate: f64,
-    ratio: f64,
-    low: f64,
-    high: f64,
+    paired: Paired,
     target: f64,
 }
 
-/// Runs one untimed warm-up pair, then `pairs` pairs of `a` and `b`,
-/// alternating which goes first.
+/// Runs one untimed warm-up pair, then `n` pairs of `a` and `b`.
 fn interleave(
     name: &'static str,
     (a_name, mut a): (&'static str, impl FnMut() -> Round),
     (b_name, mut b): (&'static str, impl FnMut() -> Round),
-    pairs: usize,
+    n: usize,
     target: f64,
 ) -> Outcome {
     a();
     b();
-    let (mut a_rates, mut b_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for k in 0..pairs {
-        let (ra, rb) = if k % 2 == 0 {
-            let ra = a();
-            (ra, b())
-        } else {
-            let rb = b();
-            (a(), rb)
-        };
-        a_rates.push(ra.rate());
-        b_rates.push(rb.rate());
-        ratios.push(ra.rate() / rb.rate());
-    }
-    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    let high = ratios.iter().copied().fold(0.0, f64::max);
     Outcome {
         name,
         a: a_name,
         b: b_name,
-        a_rate: median(a_rates),
-        b_rate: median(b_rates),
-        ratio: median(ratios),
-        low,
-        high,
+        paired: pairs(n, || a().rate(), || b().rate()),
         target,
     }
 }
@@ -340,14 +316,18 @@ fn main() {
             "{:<22} {:>10} {:>13} {:>10} {:>13} {:>6.2} {:>5.2}-{:<5.2} {:>7.2}  {}",
             o.name,
             o.a,
-            thousands(o.a_rate),
+            thousands(o.paired.a_rate),
             o.b,
-            thousands(o.b_rate),
-            o.ratio,
-            o.low,
-            o.high,
+            thousands(o.paired.b_rate),
+            o.paired.ratio,
+            o.paired.low,
+            o.paired.high,
             o.target,
-            if o.ratio >= o.target { "met" } else { "MISSED" }
+            if o.paired.ratio >= o.target {
+                "met"
+            } else {
+                "MISSED"
+            }
         );
     }
 }

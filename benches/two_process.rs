@@ -36,7 +36,7 @@ use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use common::{
-    RAW_INSERT, RAW_NEXT_OFFSET, RAW_PRAGMAS, RAW_SCHEMA, SIZE, median, now_ms, payload, thousands,
+    RAW_INSERT, RAW_NEXT_OFFSET, RAW_PRAGMAS, RAW_SCHEMA, SIZE, now_ms, payload, thousands,
 };
 use mqlite::{ConsumeRequest, Database, Durability, Message};
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -302,34 +302,21 @@ fn main() -> ExitCode {
     };
     assert!(n > 0, "MQLITE_TWO_PROCESS_MESSAGES must be positive");
     let pairs = if bench { PAIRS } else { 1 };
-    // Interleaved pairs, raw first in every other one, so machine drift
-    // cancels in each pair's ratio; the verdict is the median ratio.
-    let (mut mq, mut raw, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for k in 0..pairs {
-        let (m, r) = if k % 2 == 0 {
-            let m = run("mqlite", n);
-            (m, run("raw", n))
-        } else {
-            let r = run("raw", n);
-            (run("mqlite", n), r)
-        };
-        mq.push(m);
-        raw.push(r);
-        ratios.push(m / r);
-    }
+    // The verdict is the median of the per-pair ratios.
+    let p = common::pairs(pairs, || run("mqlite", n), || run("raw", n));
     println!(
         "# two_process: 1 publisher (batches of {}) + 1 consumer (batches of {CONSUME_BATCH}, \
          acked), {} messages of {SIZE} bytes, durability full; median of {pairs} interleaved pairs",
         thousands(PUBLISH_BATCH as f64),
         thousands(n as f64)
     );
-    let low = ratios.iter().copied().fold(f64::INFINITY, f64::min);
-    let high = ratios.iter().copied().fold(0.0, f64::max);
     println!(
-        "two_process  mqlite {} msgs/s  raw {} msgs/s  ratio {:.2} (pairs {low:.2}-{high:.2})",
-        thousands(median(mq)),
-        thousands(median(raw)),
-        median(ratios)
+        "two_process  mqlite {} msgs/s  raw {} msgs/s  ratio {:.2} (pairs {:.2}-{:.2})",
+        thousands(p.a_rate),
+        thousands(p.b_rate),
+        p.ratio,
+        p.low,
+        p.high
     );
     ExitCode::SUCCESS
 }

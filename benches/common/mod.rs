@@ -321,8 +321,43 @@ pub fn raw_replay(conn: &Connection) -> usize {
     bytes
 }
 
+/// What `pairs` measured: the median rate of each side, the median of the
+/// per-pair ratios A / B, and the lowest and highest of those ratios.
+pub struct Paired {
+    pub a_rate: f64,
+    pub b_rate: f64,
+    pub ratio: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Runs `n` pairs of `a` and `b` (each returning a rate), B first in every
+/// other pair, so drift of the machine's speed cancels in each pair's ratio.
+pub fn pairs(n: usize, mut a: impl FnMut() -> f64, mut b: impl FnMut() -> f64) -> Paired {
+    let (mut a_rates, mut b_rates, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..n {
+        let (ra, rb) = if k % 2 == 0 {
+            let ra = a();
+            (ra, b())
+        } else {
+            let rb = b();
+            (a(), rb)
+        };
+        a_rates.push(ra);
+        b_rates.push(rb);
+        ratios.push(ra / rb);
+    }
+    Paired {
+        a_rate: median(a_rates),
+        b_rate: median(b_rates),
+        low: ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        high: ratios.iter().copied().fold(0.0, f64::max),
+        ratio: median(ratios),
+    }
+}
+
 /// The median (the mean of the middle two for an even count).
-pub fn median(mut xs: Vec<f64>) -> f64 {
+fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     let n = xs.len();
     if n % 2 == 1 {
