@@ -47,6 +47,7 @@ mod db;
 mod dlq;
 mod error;
 mod group;
+mod input;
 pub mod lang;
 mod lease;
 mod publish;
@@ -61,6 +62,7 @@ pub use db::{
 };
 pub use error::{Error, Result};
 pub use group::{Delivery, GroupInfo, Subscription, pattern_matches};
+pub use input::{MAX_LINE_BYTES, read_line_limited};
 pub use lang::ast::{NackAction, Overflow, ReplayFrom, Retention, StartFrom, TimeSpec, TopicKind};
 pub use publish::{DEFAULT_MAX_PAYLOAD, Message, Published, partition_for_key};
 /// The rusqlite crate mqlite links, for the application's own SQL in a [`Transaction`].

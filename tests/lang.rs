@@ -454,12 +454,13 @@ fn statement() -> impl Strategy<Value = Statement> {
         Just(Statement::Commit).boxed(),
         Just(Statement::Rollback).boxed(),
         Just(Statement::Check).boxed(),
-        (name(), text(), prop::option::of(expr()))
-            .prop_map(|(topic, file, filter)| {
+        (name(), text(), prop::option::of(expr()), any::<bool>())
+            .prop_map(|(topic, file, filter, overwrite)| {
                 Statement::Export(Export {
                     topic,
                     file,
                     filter,
+                    overwrite,
                 })
             })
             .boxed(),

@@ -127,8 +127,13 @@ fn export_then_import_round_trips_messages() {
         ),
         [json!({"exported": 2})]
     );
+    assert!(
+        err(db, &format!("EXPORT orders TO '{f}'")).contains("exists: add OVERWRITE"),
+        "an existing file is refused"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
     assert_eq!(
-        rows(db, &format!("EXPORT orders TO '{f}'")),
+        rows(db, &format!("EXPORT orders TO '{f}' OVERWRITE")),
         [json!({"exported": 3})]
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 3);
@@ -150,6 +155,103 @@ fn export_then_import_round_trips_messages() {
     );
     assert!(err(db, "IMPORT '/nonexistent/x.jsonl' INTO copy").contains("cannot read"));
     assert!(err(db, "EXPORT nope TO '/tmp/x.jsonl'").contains("topic 'nope' does not exist"));
+}
+
+#[test]
+fn export_never_writes_the_database_or_its_files() {
+    let t = open();
+    let db = &t.db;
+    db.execute("CREATE TOPIC t; PUBLISH t 'important'").unwrap();
+    let dir = t.dir.path();
+    let path = db.path().to_path_buf();
+    let name = path.file_name().unwrap().to_str().unwrap().to_string();
+    std::os::unix::fs::symlink(&path, dir.join("link.db")).unwrap();
+    std::fs::create_dir(dir.join("sub")).unwrap();
+    let wal = dir.join(format!("{name}-wal"));
+    std::fs::hard_link(&wal, dir.join("hard")).unwrap();
+    let d = dir.to_str().unwrap();
+    let mut targets = vec![
+        path.to_str().unwrap().to_string(),
+        format!("{d}/./{name}"),
+        format!("{d}/sub/../{name}"),
+        format!("{d}/link.db"),
+        format!("{d}/hard"),
+    ];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        targets.push(format!("{d}/sub/../{name}{suffix}"));
+    }
+    for target in &targets {
+        for overwrite in ["", " OVERWRITE"] {
+            let e = err(db, &format!("EXPORT t TO '{target}'{overwrite}"));
+            assert!(e.contains("database file"), "{target}{overwrite}: {e}");
+        }
+    }
+    assert!(!dir.join(format!("{name}-journal")).exists());
+    let again = mqlite::Database::open(&path).unwrap();
+    assert_eq!(
+        rows(&again, "SELECT payload FROM t"),
+        [json!({"payload": "important"})]
+    );
+}
+
+#[test]
+fn export_files_are_private_and_a_failed_overwrite_keeps_the_old_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = open();
+    let db = &t.db;
+    db.execute("CREATE TOPIC t; PUBLISH t 'a'").unwrap();
+    let file = t.dir.path().join("out.jsonl");
+    let f = file.to_str().unwrap();
+    rows(db, &format!("EXPORT t TO '{f}'"));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "EXPORT creates 0600 files");
+    // OVERWRITE of an existing file also leaves a 0600 file.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    rows(db, &format!("EXPORT t TO '{f}' OVERWRITE"));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    // A failing EXPORT (no such topic) leaves the old file and no temporary one.
+    let before = std::fs::read(&file).unwrap();
+    err(db, &format!("EXPORT nope TO '{f}' OVERWRITE"));
+    assert_eq!(std::fs::read(&file).unwrap(), before);
+    let names: Vec<_> = std::fs::read_dir(t.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("out.jsonl"))
+        .collect();
+    assert_eq!(names, ["out.jsonl"]);
+}
+
+#[test]
+fn import_reads_in_bounded_memory_and_stays_all_or_nothing() {
+    let t = open();
+    let db = &t.db;
+    db.execute("CREATE TOPIC copy").unwrap();
+    // An endless line is refused at the line limit instead of filling memory.
+    let e = err(db, "IMPORT '/dev/zero' INTO copy");
+    assert!(e.contains("line 1") && e.contains("longer than"), "{e}");
+    // Several chunks of lines, the last one bad: nothing is imported.
+    let file = t.dir.path().join("in.jsonl");
+    let mut text: String = (0..2500)
+        .map(|i| format!("{{\"payload\": \"m{i}\"}}\n"))
+        .collect();
+    text.push_str("{\"key\": 5, \"payload\": \"x\"}\n");
+    std::fs::write(&file, &text).unwrap();
+    let f = file.to_str().unwrap();
+    let e = err(db, &format!("IMPORT '{f}' INTO copy"));
+    assert!(e.contains("line 2501"), "{e}");
+    assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM copy")[0]["n"], 0);
+    // Without the bad line, every chunk lands, in order.
+    text.truncate(text.rfind("{\"key\"").unwrap());
+    std::fs::write(&file, &text).unwrap();
+    assert_eq!(
+        rows(db, &format!("IMPORT '{f}' INTO copy")),
+        [json!({"imported": 2500})]
+    );
+    assert_eq!(
+        rows(db, "SELECT payload FROM copy WHERE offset = 2499"),
+        [json!({"payload": "m2499"})]
+    );
 }
 
 #[test]

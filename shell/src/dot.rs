@@ -103,7 +103,7 @@ pub fn run(shell: &mut Shell, line: &str) -> Result<Flow, ShellError> {
         (".read", [_, ..]) => {
             // The rest of the line is the file name, so names with spaces work.
             let file = line[".read".len()..].trim();
-            let source = std::fs::read_to_string(file)
+            let source = std::fs::File::open(file)
                 .map_err(|e| ShellError::Command(format!("cannot read {file}: {e}")))?;
             drop(out);
             if shell.read_depth >= MAX_READ_DEPTH {
@@ -112,7 +112,7 @@ pub fn run(shell: &mut Shell, line: &str) -> Result<Flow, ShellError> {
                 )));
             }
             shell.read_depth += 1;
-            let flow = shell.run_script(&source);
+            let flow = shell.run_stream(&mut io::BufReader::new(source), file);
             shell.read_depth -= 1;
             return flow;
         }

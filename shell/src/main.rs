@@ -5,11 +5,10 @@ mod render;
 mod repl;
 mod shell;
 
-use std::io::{self, IsTerminal, Read};
+use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Parser;
 use mqlite::Database;
 
@@ -72,24 +71,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let mut shell = Shell::new(db, RenderOptions::new(mode));
 
-    let source = match cli.statements {
-        Some(statements) => statements,
-        None if io::stdin().is_terminal() => {
-            repl::run(&mut shell, &cli.database)?;
-            return Ok(ExitCode::SUCCESS);
-        }
-        None => {
-            let mut text = String::new();
-            io::stdin()
-                .read_to_string(&mut text)
-                .context("cannot read standard input")?;
-            text
-        }
-    };
+    if cli.statements.is_none() && io::stdin().is_terminal() {
+        repl::run(&mut shell, &cli.database)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Err(e) = shell.handle_ctrl_c(false) {
         eprintln!("warning: Ctrl-C will not stop running statements: {e}");
     }
-    Ok(match shell.run_script(&source) {
+    // A script given as an argument is parsed whole first (a syntax error
+    // anywhere runs nothing); standard input runs each statement as soon as
+    // it is complete.
+    let result = match &cli.statements {
+        Some(statements) => shell.run_script(statements),
+        None => shell.run_stream(&mut io::stdin().lock(), "standard input"),
+    };
+    Ok(match result {
         // A script must end its transactions; dropping the session rolls back.
         Ok(_) if shell.in_transaction() => {
             eprintln!("Error: BEGIN without COMMIT or ROLLBACK: the transaction was rolled back");

@@ -2,7 +2,7 @@
 //! and the REPL have in common.
 
 use std::fmt;
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufRead, BufWriter, IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -157,6 +157,54 @@ impl Shell {
             }
         }
         Ok(Flow::Continue)
+    }
+
+    /// Runs statements and dot-commands read from `input` as each is
+    /// complete, so a statement piped in runs before the next one arrives
+    /// and memory stays bounded: no line or statement may be longer than
+    /// [`mqlite::MAX_LINE_BYTES`]. `name` names the input in errors.
+    ///
+    /// Stops at the first error (statements before it stand), or at `.quit`.
+    pub fn run_stream(&mut self, input: &mut dyn BufRead, name: &str) -> Result<Flow, ShellError> {
+        let mut pending = String::new();
+        let mut line = Vec::new();
+        let mut n = 0usize;
+        loop {
+            let limit = mqlite::MAX_LINE_BYTES.saturating_sub(pending.len());
+            let more = mqlite::read_line_limited(input, limit, &mut line).map_err(|e| {
+                let what = if e.kind() == io::ErrorKind::InvalidData {
+                    format!(
+                        "a statement or line is longer than {} bytes",
+                        mqlite::MAX_LINE_BYTES
+                    )
+                } else {
+                    e.to_string()
+                };
+                ShellError::Command(format!("{name} line {}: {what}", n + 1))
+            })?;
+            if !more {
+                return self.run_script(&pending);
+            }
+            n += 1;
+            let text = std::str::from_utf8(&line)
+                .map_err(|_| ShellError::Command(format!("{name} line {n}: not UTF-8 text")))?;
+            if text.trim_start().starts_with('.') && at_statement_start(&pending) {
+                pending.clear();
+                if dot::run(self, text.trim())? == Flow::Quit {
+                    return Ok(Flow::Quit);
+                }
+                continue;
+            }
+            pending.push_str(text);
+            // Only a line with a `;` can complete a statement.
+            if text.contains(';') && is_complete(&pending) {
+                let flow = self.run_script(&pending)?;
+                pending.clear();
+                if flow == Flow::Quit {
+                    return Ok(Flow::Quit);
+                }
+            }
+        }
     }
 
     /// Runs one statement, printing each result as it arrives.

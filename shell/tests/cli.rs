@@ -474,3 +474,94 @@ fn transactions_in_scripts() {
         [r#"{"payload":"a"}"#, r#"{"payload":"b"}"#]
     );
 }
+
+#[test]
+fn piped_statements_run_as_soon_as_each_is_complete() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command as Std, Stdio};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("shop.db");
+    let mut child = Std::new(env!("CARGO_BIN_EXE_mqlite"))
+        .arg(&db)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn mqlite");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    stdin
+        .write_all(b"CREATE QUEUE jobs;\nPUBLISH jobs\n  'a';\n")
+        .expect("write");
+    stdin.flush().expect("flush");
+    // The row arrives while standard input is still open.
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read row");
+    assert_eq!(json(&line)["offset"], 0, "{line}");
+    stdin
+        .write_all(b".mode csv\nSELECT offset FROM jobs;\n")
+        .expect("write");
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("read rest");
+    assert_eq!(rest, "offset\r\n0\r\n");
+    assert!(child.wait().expect("wait").success());
+}
+
+#[test]
+fn endless_input_is_refused_in_bounded_memory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("shop.db");
+    run(&db, "CREATE QUEUE jobs;").success();
+    // With 1 GB of address space the old read-everything code died of it.
+    for script in [".read /dev/zero\n", "IMPORT '/dev/zero' INTO jobs;\n"] {
+        let assert = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "ulimit -v 1000000; exec {} \"$0\"",
+                env!("CARGO_BIN_EXE_mqlite")
+            ))
+            .arg(&db)
+            .write_stdin(script)
+            .assert()
+            .code(1);
+        let err = stderr(&assert);
+        assert!(
+            err.contains("line 1") && err.contains("longer than"),
+            "{script}: {err}"
+        );
+    }
+    let assert = mqlite()
+        .arg(&db)
+        .write_stdin(&b"PUBLISH jobs 'a';\nPUBLISH jobs 'b\xff';\n"[..])
+        .assert()
+        .code(1);
+    assert!(
+        stderr(&assert).contains("line 2: not UTF-8"),
+        "{}",
+        stderr(&assert)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn export_files_are_0600_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("shop.db");
+    run(&db, "CREATE TOPIC t; PUBLISH t 'x';").success();
+    for umask in ["000", "022", "077"] {
+        let out = dir.path().join(format!("out-{umask}.jsonl"));
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "umask {umask}; exec {} \"$0\" \"$1\"",
+                env!("CARGO_BIN_EXE_mqlite")
+            ))
+            .arg(&db)
+            .arg(format!("EXPORT t TO '{}';", out.display()))
+            .assert()
+            .success();
+        let mode = fs::metadata(&out).expect("exported").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "umask {umask}: mode {mode:o}");
+    }
+}

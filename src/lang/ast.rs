@@ -325,7 +325,7 @@ pub struct DlqOp {
     pub limit: Option<u64>,
 }
 
-/// `EXPORT name TO 'file' [WHERE expr]`
+/// `EXPORT name TO 'file' [WHERE expr] [OVERWRITE]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct Export {
     /// The topic.
@@ -334,6 +334,8 @@ pub struct Export {
     pub file: String,
     /// WHERE.
     pub filter: Option<Expr>,
+    /// OVERWRITE: replace an existing file (otherwise one is refused).
+    pub overwrite: bool,
 }
 
 /// `IMPORT 'file' INTO name`

@@ -390,6 +390,9 @@ impl Display for Export {
         if let Some(e) = &self.filter {
             write!(f, " WHERE {e}")?;
         }
+        if self.overwrite {
+            f.write_str(" OVERWRITE")?;
+        }
         Ok(())
     }
 }

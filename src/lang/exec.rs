@@ -13,6 +13,7 @@ use rusqlite::Connection;
 
 use crate::db::ConsumeRequest;
 use crate::group::{self, Delivery, Subscription};
+use crate::input::{MAX_LINE_BYTES, read_line_limited};
 use crate::publish;
 use crate::publish::{Message, Published};
 use crate::topic::{self, TopicOptions};
@@ -546,12 +547,17 @@ fn messages(
 }
 
 /// EXPORT: one JSON object per message (partition, offset, timestamp, key, headers, payload).
+///
+/// The file is created 0600. An existing file is refused unless the
+/// statement says OVERWRITE, and a path that is (or resolves to) the
+/// database file or one of its -wal/-shm/-journal files is always refused.
 fn export(r: &mut Runner<'_>, e: &Export) -> Result<u64> {
     use std::io::Write;
+    let target = std::path::Path::new(&e.file);
+    refuse_database_files(r.db().path(), target)?;
     let rs = r.read(|c, now| messages(c, now, &e.topic, e.filter.clone()))?;
-    let file = std::fs::File::create(&e.file)
-        .map_err(|err| Error::invalid(format!("cannot write '{}': {err}", e.file)))?;
-    let mut w = std::io::BufWriter::new(file);
+    let out = OutputFile::create(target, e.overwrite)?;
+    let mut w = std::io::BufWriter::new(out.file()?);
     for row in &rs.rows {
         let mut obj = serde_json::Map::new();
         for (col, v) in rs.columns.iter().zip(row) {
@@ -560,47 +566,201 @@ fn export(r: &mut Runner<'_>, e: &Export) -> Result<u64> {
         writeln!(w, "{}", serde_json::Value::Object(obj))?;
     }
     w.flush()?;
+    drop(w);
+    out.finish()?;
     Ok(rs.rows.len() as u64)
 }
 
-/// IMPORT: publishes every line of a jsonl file (as EXPORT writes them) in one transaction.
-fn import(r: &mut Runner<'_>, i: &Import) -> Result<u64> {
-    let text = std::fs::read_to_string(&i.file)
-        .map_err(|err| Error::invalid(format!("cannot read '{}': {err}", i.file)))?;
-    let mut msgs = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |why: &str| Error::invalid(format!("{} line {}: {why}", i.file, n + 1));
-        let v: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| bad(&format!("not JSON ({e})")))?;
-        let obj = v.as_object().ok_or_else(|| bad("expected a JSON object"))?;
-        let payload = match obj.get("payload") {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None => return Err(bad("no \"payload\"")),
-        };
-        let mut m = Message::new(payload);
-        match obj.get("key") {
-            Some(serde_json::Value::String(k)) => m.key = Some(k.clone()),
-            Some(serde_json::Value::Null) | None => {}
-            Some(_) => return Err(bad("\"key\" must be a string or null")),
-        }
-        if let Some(h) = obj.get("headers") {
-            let h = h
-                .as_object()
-                .ok_or_else(|| bad("\"headers\" must be an object"))?;
-            for (k, v) in h {
-                let v = v
-                    .as_str()
-                    .ok_or_else(|| bad("header values must be strings"))?;
-                m.headers.insert(k.clone(), v.to_string());
+/// Refuses `target` when it names the database file or one of SQLite's
+/// files beside it (`-wal`, `-shm`, `-journal`), by name (after resolving
+/// `.`, `..` and symlinks of the directory) or by identity (a symlink or a
+/// hard link to one of them).
+fn refuse_database_files(db: &std::path::Path, target: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = || {
+        Err(Error::invalid(format!(
+            "'{}' is the database file or one of its own files: choose another file",
+            target.display()
+        )))
+    };
+    let db = db.canonicalize()?;
+    let mut own = vec![db.clone()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = db.clone().into_os_string();
+        name.push(suffix);
+        own.push(name.into());
+    }
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    if let (Ok(dir), Some(name)) = (parent.canonicalize(), target.file_name())
+        && own.contains(&dir.join(name))
+    {
+        return refuse();
+    }
+    if let Ok(meta) = std::fs::metadata(target) {
+        for path in &own {
+            if let Ok(m) = std::fs::metadata(path)
+                && (m.dev(), m.ino()) == (meta.dev(), meta.ino())
+            {
+                return refuse();
             }
         }
-        msgs.push(m);
     }
-    Ok(publish_all(r, &i.topic, &msgs)?.len() as u64)
+    Ok(())
+}
+
+/// A file mqlite writes for the user: created 0600 whatever the umask.
+///
+/// Without `overwrite` the file itself is created (an existing one is
+/// refused) and removed again if writing fails. With `overwrite` the data
+/// goes to a new file beside it, which replaces the target only once it is
+/// complete and synced, so a failed EXPORT leaves the old file as it was.
+struct OutputFile {
+    file: Option<std::fs::File>,
+    /// Where the data is written.
+    written: std::path::PathBuf,
+    /// Where it must end up, when that differs.
+    rename_to: Option<std::path::PathBuf>,
+}
+
+impl OutputFile {
+    fn create(target: &std::path::Path, overwrite: bool) -> Result<OutputFile> {
+        let written = if overwrite {
+            let name = target.file_name().ok_or_else(|| {
+                Error::invalid(format!("'{}' is not a file name", target.display()))
+            })?;
+            let mut tmp = std::ffi::OsString::from(".");
+            tmp.push(name);
+            tmp.push(format!(".mqlite-{}.tmp", std::process::id()));
+            target.with_file_name(tmp)
+        } else {
+            target.to_path_buf()
+        };
+        let file = create_private(&written).map_err(|err| {
+            if !overwrite && err.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::invalid(format!(
+                    "'{}' exists: add OVERWRITE to replace it",
+                    target.display()
+                ))
+            } else {
+                Error::invalid(format!("cannot write '{}': {err}", target.display()))
+            }
+        })?;
+        Ok(OutputFile {
+            file: Some(file),
+            written,
+            rename_to: overwrite.then(|| target.to_path_buf()),
+        })
+    }
+
+    fn file(&self) -> Result<&std::fs::File> {
+        self.file
+            .as_ref()
+            .ok_or_else(|| Error::invalid("the output file is closed"))
+    }
+
+    /// Syncs the data and moves it into place.
+    fn finish(mut self) -> Result<()> {
+        if let Some(f) = self.file.take() {
+            f.sync_all()?;
+        }
+        if let Some(to) = self.rename_to.take() {
+            std::fs::rename(&self.written, to)?;
+        }
+        self.written = std::path::PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for OutputFile {
+    /// An unfinished output (an error on the way) is removed.
+    fn drop(&mut self) {
+        if !self.written.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.written);
+        }
+    }
+}
+
+/// Creates a new file with mode 0600 (the mode is set again after
+/// creation, so no umask widens or narrows it); fails if the path exists.
+pub(crate) fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// IMPORT: publishes every line of a jsonl file (as EXPORT writes them) in
+/// one transaction. The file is read as it is published, a chunk of lines
+/// at a time, and no line may be longer than [`MAX_LINE_BYTES`], so memory
+/// stays bounded whatever the file (even `/dev/zero`).
+fn import(r: &mut Runner<'_>, i: &Import) -> Result<u64> {
+    const CHUNK: usize = 1000;
+    let file = std::fs::File::open(&i.file)
+        .map_err(|err| Error::invalid(format!("cannot read '{}': {err}", i.file)))?;
+    let mut lines = std::io::BufReader::new(file);
+    let max = r.db().max_payload();
+    let n = r.write("IMPORT", |c, now| {
+        let t = topic::get(c, &i.topic)?;
+        let (mut line, mut n, mut total) = (Vec::new(), 0usize, 0u64);
+        let mut chunk = Vec::with_capacity(CHUNK);
+        loop {
+            let more = read_line_limited(&mut lines, MAX_LINE_BYTES, &mut line)
+                .map_err(|e| Error::invalid(format!("{} line {}: {e}", i.file, n + 1)))?;
+            if more {
+                n += 1;
+                if let Some(m) = import_line(&line)
+                    .map_err(|why| Error::invalid(format!("{} line {n}: {why}", i.file)))?
+                {
+                    chunk.push(m);
+                }
+            }
+            if chunk.len() == CHUNK || (!more && !chunk.is_empty()) {
+                total += publish::append(c, now, &t, &chunk, max)?.len() as u64;
+                chunk.clear();
+            }
+            if !more {
+                return Ok(total);
+            }
+        }
+    })?;
+    r.wrote();
+    Ok(n)
+}
+
+/// One IMPORT line as a message; None for a blank line.
+fn import_line(line: &[u8]) -> std::result::Result<Option<Message>, String> {
+    let line = std::str::from_utf8(line).map_err(|_| "not UTF-8 text".to_string())?;
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
+    let obj = v.as_object().ok_or("expected a JSON object")?;
+    let payload = match obj.get("payload") {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => return Err("no \"payload\"".into()),
+    };
+    let mut m = Message::new(payload);
+    match obj.get("key") {
+        Some(serde_json::Value::String(k)) => m.key = Some(k.clone()),
+        Some(serde_json::Value::Null) | None => {}
+        Some(_) => return Err("\"key\" must be a string or null".into()),
+    }
+    if let Some(h) = obj.get("headers") {
+        let h = h.as_object().ok_or("\"headers\" must be an object")?;
+        for (k, v) in h {
+            let v = v.as_str().ok_or("header values must be strings")?;
+            m.headers.insert(k.clone(), v.to_string());
+        }
+    }
+    Ok(Some(m))
 }
 
 /// TAIL: follows new messages until interrupted.
@@ -626,32 +786,37 @@ fn tail(
         let mut got = false;
         for p in 0..partitions {
             let from = *next.get(&p).unwrap_or(&0);
+            // The end first, then the rows below it: every offset below an
+            // end already read is committed, so no row can be skipped by a
+            // commit landing between the two reads (as it could when the
+            // end was read after the rows).
+            let end: i64 = db.read(|c, _| {
+                let info = topic::get(c, &t.topic)?;
+                Ok(c.query_row(
+                    "SELECT next_offset FROM mq_partition_state WHERE topic_id = ?1 AND partition = ?2",
+                    rusqlite::params![info.id, p],
+                    |r| r.get(0),
+                )?)
+            })?;
+            if end <= from {
+                continue;
+            }
+            let offset = |op, v| Expr::Binary {
+                left: Box::new(column("offset")),
+                op,
+                right: Box::new(Expr::Literal(Literal::Int(v))),
+            };
             let mut filter = and(
                 equals("partition", Literal::Int(i64::from(p))),
-                Expr::Binary {
-                    left: Box::new(column("offset")),
-                    op: BinaryOp::GtEq,
-                    right: Box::new(Expr::Literal(Literal::Int(from))),
-                },
+                and(offset(BinaryOp::GtEq, from), offset(BinaryOp::Lt, end)),
             );
             if let Some(f) = &t.filter {
                 filter = and(filter, f.clone());
             }
-            // Advance past everything stored, matching or not.
-            let (rs, end) = db.read(|c, now| {
-                let rs = messages(c, now, &t.topic, Some(filter))?;
-                let info = topic::get(c, &t.topic)?;
-                let end: i64 = c.query_row(
-                    "SELECT next_offset FROM mq_partition_state WHERE topic_id = ?1 AND partition = ?2",
-                    rusqlite::params![info.id, p],
-                    |r| r.get(0),
-                )?;
-                Ok((rs, end))
-            })?;
-            if end > from {
-                next.insert(p, end);
-                got = true;
-            }
+            // Advance past everything stored below the end, matching or not.
+            let rs = db.read(|c, now| messages(c, now, &t.topic, Some(filter)))?;
+            next.insert(p, end);
+            got = true;
             if !rs.rows.is_empty() {
                 out(rs)?;
             }

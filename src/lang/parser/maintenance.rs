@@ -113,7 +113,7 @@ pub(super) fn purge(input: &str) -> PResult<'_, Statement> {
     end(i, Statement::Purge(n), END)
 }
 
-/// `EXPORT name TO 'file' [WHERE expr]` (after EXPORT).
+/// `EXPORT name TO 'file' [WHERE expr] [OVERWRITE]` (after EXPORT).
 pub(super) fn export(input: &str) -> PResult<'_, Statement> {
     let (i, topic) = expect(name, "expected a topic name")(input)?;
     let (i, _) = expect(keyword("TO"), "expected TO")(i)?;
@@ -125,10 +125,14 @@ pub(super) fn export(input: &str) -> PResult<'_, Statement> {
         }
         Err(_) => (i, None),
     };
-    let hint = if filter.is_some() {
-        END
-    } else {
-        "expected WHERE or ';'"
+    let (i, overwrite) = match keyword("OVERWRITE")(i) {
+        Ok((rest, _)) => (rest, true),
+        Err(_) => (i, false),
+    };
+    let hint = match (filter.is_some(), overwrite) {
+        (_, true) => END,
+        (true, false) => "expected OVERWRITE or ';'",
+        (false, false) => "expected WHERE, OVERWRITE or ';'",
     };
     end(
         i,
@@ -136,6 +140,7 @@ pub(super) fn export(input: &str) -> PResult<'_, Statement> {
             topic,
             file,
             filter,
+            overwrite,
         }),
         hint,
     )

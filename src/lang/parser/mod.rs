@@ -670,6 +670,16 @@ mod tests {
                     op: BinaryOp::Eq,
                     right: Box::new(Expr::Literal(Literal::String("a".into()))),
                 }),
+                overwrite: false,
+            })
+        );
+        assert_eq!(
+            ok("EXPORT orders TO 'o.jsonl' OVERWRITE"),
+            Statement::Export(Export {
+                topic: "orders".into(),
+                file: "o.jsonl".into(),
+                filter: None,
+                overwrite: true,
             })
         );
         assert_eq!(
