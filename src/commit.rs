@@ -69,6 +69,8 @@ struct TypedJob<T, F> {
     result: Option<Result<T>>,
     slot: Arc<Slot<T>>,
     early_visible: bool,
+    /// The statement, for its error if the batch's commit fails.
+    what: &'static str,
 }
 
 impl<T, F> Job for TypedJob<T, F>
@@ -82,14 +84,15 @@ where
         };
         // A panicking write must not take the leader down with it: every
         // other writer waits for the leader to hand out results.
+        let what = self.what;
         let mut f = |c: &Connection, now: i64| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, now))).unwrap_or_else(
-                |_| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, now)))
+                .unwrap_or_else(|_| {
                     Err(Error::Transaction(
                         "internal error: a write panicked".into(),
                     ))
-                },
-            )
+                })
+                .map_err(|e| Error::write_failed(what, e))
         };
         if !savepoint {
             let r = f(c, now);
@@ -118,17 +121,14 @@ where
 
     fn fail(&mut self, e: &Error) {
         if matches!(self.result, Some(Ok(_)) | None) {
-            self.result = Some(Err(match e {
-                Error::CommitAmbiguous(m) => Error::CommitAmbiguous(m.clone()),
-                other => Error::CommitAmbiguous(other.to_string()),
-            }));
+            self.result = Some(Err(e.for_statement(self.what)));
         }
     }
 
     fn finish(self: Box<Self>) {
         let r = self
             .result
-            .unwrap_or_else(|| Err(Error::CommitAmbiguous("the write was not run".into())));
+            .unwrap_or_else(|| Err(Error::ambiguous(self.what, "the write was not run")));
         self.slot
             .state
             .lock()
@@ -204,6 +204,7 @@ impl GroupCommit {
     /// a power failure then undoes.
     pub(crate) fn run<T, F>(
         &self,
+        what: &'static str,
         f: F,
         early_visible: bool,
         batch: &BatchRunner<'_>,
@@ -225,6 +226,7 @@ impl GroupCommit {
             result: None,
             slot: Arc::clone(&slot),
             early_visible,
+            what,
         });
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
         st.queue.push(job);

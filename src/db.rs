@@ -61,9 +61,23 @@ pub struct DatabaseBuilder {
     read_only: bool,
     clock: Arc<dyn Clock>,
     max_payload: usize,
+    disk_reserve: u64,
 }
 
+/// Space on the file's disk that publishing leaves free by default: 16 MiB.
+pub const DEFAULT_DISK_RESERVE: u64 = 16 << 20;
+
 impl DatabaseBuilder {
+    /// How much free space on the file's disk publishing leaves alone
+    /// (default [`DEFAULT_DISK_RESERVE`], at most a quarter of the disk's
+    /// size; 0 turns the check off). A publish
+    /// that finds less free is refused with `DiskFull`, so that PURGE, DROP,
+    /// ACK and the VACUUM that gives space back can still run on a disk that
+    /// messages filled.
+    pub fn disk_reserve(mut self, bytes: u64) -> Self {
+        self.disk_reserve = bytes;
+        self
+    }
     /// Sets the durability (default full).
     pub fn durability(mut self, d: Durability) -> Self {
         self.durability = d;
@@ -108,6 +122,7 @@ impl DatabaseBuilder {
                 read_only: self.read_only,
                 durability: self.durability,
                 max_payload: self.max_payload,
+                disk_reserve: self.disk_reserve,
                 notify: Notify::default(),
                 ids: Mutex::new(IdBlock::default()),
                 spare: Mutex::new(Vec::new()),
@@ -135,6 +150,8 @@ struct Inner {
     read_only: bool,
     durability: Durability,
     max_payload: usize,
+    /// Bytes of free disk space that publishing leaves alone.
+    disk_reserve: u64,
     notify: Notify,
     /// Delivery ids reserved for this handle.
     ids: Mutex<IdBlock>,
@@ -267,6 +284,7 @@ impl Database {
             read_only: false,
             clock: Arc::new(SystemClock),
             max_payload: publish::DEFAULT_MAX_PAYLOAD,
+            disk_reserve: DEFAULT_DISK_RESERVE,
         }
     }
 
@@ -299,7 +317,7 @@ impl Database {
             return Err(Error::ReadOnly(what.to_string()));
         }
         let mut conn = self.lock();
-        let v = self.transact(&mut conn, f)?;
+        let v = self.transact(what, &mut conn, f)?;
         topic::shrink_if_drained(&conn);
         Ok(v)
     }
@@ -311,15 +329,16 @@ impl Database {
     /// returned success.
     fn transact<T>(
         &self,
+        what: &str,
         conn: &mut MutexGuard<'_, Connection>,
         f: impl FnOnce(&Connection, i64) -> Result<T>,
     ) -> Result<T> {
-        begin_immediate(conn)?;
+        begin_immediate(conn).map_err(|e| Error::write_failed(what, e))?;
         let v = match f(conn, self.inner.clock.now_ms()) {
             Ok(v) => v,
             Err(e) => {
                 rollback(conn);
-                return Err(e);
+                return Err(Error::write_failed(what, e));
             }
         };
         match run_cached(conn, "COMMIT") {
@@ -329,7 +348,7 @@ impl Database {
                 if let Ok(fresh) = storage::open(&self.inner.path, self.inner.durability, false) {
                     **conn = fresh;
                 }
-                Err(Error::CommitAmbiguous(e.to_string()))
+                Err(Error::commit_failed(what, &e))
             }
         }
     }
@@ -348,7 +367,7 @@ impl Database {
         let mut conn = self.lock();
         let relax = self.inner.durability == Durability::Full;
         self.unsynced(&mut conn, relax, |db, conn| {
-            let v = db.transact(conn, f)?;
+            let v = db.transact("CONSUME", conn, f)?;
             topic::shrink_if_drained(conn);
             Ok(v)
         })
@@ -371,9 +390,10 @@ impl Database {
         if let Err(e) = run_cached(conn, "PRAGMA synchronous = FULL") {
             let fresh = storage::open(&self.inner.path, self.inner.durability, false)?;
             **conn = fresh;
-            return Err(Error::CommitAmbiguous(format!(
-                "could not restore synchronous = FULL: {e}"
-            )));
+            return Err(Error::ambiguous(
+                "the write",
+                format!("could not restore synchronous = FULL: {e}"),
+            ));
         }
         r
     }
@@ -381,7 +401,12 @@ impl Database {
     /// As `write`, but concurrent callers share one transaction and one
     /// commit (group commit); each gets its own result after the commit.
     /// `early_visible`: see `GroupCommit::run` (true for ACK only).
-    pub(crate) fn write_grouped<T, F>(&self, what: &str, early_visible: bool, f: F) -> Result<T>
+    pub(crate) fn write_grouped<T, F>(
+        &self,
+        what: &'static str,
+        early_visible: bool,
+        f: F,
+    ) -> Result<T>
     where
         T: Send + 'static,
         F: FnMut(&Connection, i64) -> Result<T> + Send + 'static,
@@ -391,13 +416,14 @@ impl Database {
         }
         let full = self.inner.durability == Durability::Full;
         self.inner.group_commit.run(
+            what,
             f,
             early_visible,
             &|jobs, defer_sync| {
                 let mut conn = self.lock();
                 self.topic_cache().begin();
                 let r = self.unsynced(&mut conn, full && defer_sync, |db, conn| {
-                    db.transact(conn, |c, now| {
+                    db.transact(what, conn, |c, now| {
                         if jobs(c, now) {
                             Ok(())
                         } else {
@@ -429,7 +455,7 @@ impl Database {
         std::fs::File::open(&self.inner.wal)
             .and_then(|f| f.sync_data())
             .map_err(|e| {
-                Error::CommitAmbiguous(format!("fsync of the write-ahead log failed: {e}"))
+                Error::ambiguous("ACK", format!("fsync of the write-ahead log failed: {e}"))
             })
     }
 
@@ -486,6 +512,35 @@ impl Database {
 
     pub(crate) fn max_payload(&self) -> usize {
         self.inner.max_payload
+    }
+
+    /// Refuses a publish when the file's disk has less free space than the
+    /// reserve (see `DatabaseBuilder::disk_reserve`). One `statvfs` call.
+    pub(crate) fn check_disk_reserve(&self, what: &str) -> Result<()> {
+        let reserve = self.inner.disk_reserve;
+        if reserve == 0 {
+            return Ok(());
+        }
+        let dir = self.inner.wal.parent().unwrap_or(Path::new("."));
+        let Ok(st) = rustix::fs::statvfs(dir) else {
+            return Ok(());
+        };
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        // On a small disk, a quarter of it. A PURGE on a full disk needs
+        // room to checkpoint the WAL (up to 4 MB at the autocheckpoint of
+        // 1,000 pages) into the file, then to write its own pages.
+        let reserve = reserve.min(st.f_blocks.saturating_mul(st.f_frsize) / 4);
+        if free >= reserve {
+            return Ok(());
+        }
+        Err(Error::DiskFull {
+            statement: what.to_string(),
+            reason: format!(
+                "{} free on the disk, less than the {} that publishing leaves free so that PURGE, DROP and ACK still work",
+                mib(free),
+                mib(reserve)
+            ),
+        })
     }
 
     /// A connection for an explicit transaction: an idle one, or a new one.
@@ -643,6 +698,7 @@ impl Database {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
+        self.check_disk_reserve("PUBLISH")?;
         let max = self.inner.max_payload;
         let topic = topic.to_string();
         let db = self.clone();
@@ -860,6 +916,11 @@ impl Database {
 /// Runs a statement that returns no rows through the statement cache
 /// (transaction control and pragmas run on every write: parsing them each
 /// time shows in profiles).
+/// Bytes as MiB for messages, e.g. "1.5 MiB".
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1u32 << 20))
+}
+
 pub(crate) fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }

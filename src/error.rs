@@ -85,9 +85,30 @@ pub enum Error {
     /// The statement is part of the language but not implemented yet.
     #[error("{0} is not supported yet")]
     NotSupported(String),
-    /// A commit failed; whether it took effect is unknown. Retry with a dedup id.
-    #[error("commit outcome unknown ({0}); retry publishes with a dedup id")]
-    CommitAmbiguous(String),
+    /// A commit failed and whether it took effect is unknown (an I/O error,
+    /// a failed fsync). The message says how to find out for `statement`.
+    #[error(
+        "{statement}: commit outcome unknown ({cause}); {}",
+        ambiguous_advice(statement)
+    )]
+    CommitAmbiguous {
+        /// The statement (or API call) whose commit failed, e.g. `PUBLISH`.
+        statement: String,
+        /// What SQLite or the system reported.
+        cause: String,
+    },
+    /// The disk is full, or publishing would eat into the space mqlite
+    /// keeps free (`DatabaseBuilder::disk_reserve`). Nothing of the
+    /// statement was applied: SQLite never commits part of a transaction.
+    #[error(
+        "{statement} was not applied: {reason}; free space (PURGE or DROP what is not needed, or delete other files) and retry"
+    )]
+    DiskFull {
+        /// The statement (or API call) refused, e.g. `PUBLISH`.
+        statement: String,
+        /// What is full.
+        reason: String,
+    },
     /// An earlier operation of the transaction failed in a way that forbids
     /// committing it (a fenced ACK/NACK); the transaction was rolled back.
     #[error("the transaction cannot commit: {0}; it was rolled back")]
@@ -109,5 +130,71 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub(crate) fn invalid(msg: impl Into<String>) -> Error {
         Error::InvalidArgument(msg.into())
+    }
+
+    /// A commit of `statement` whose outcome is unknown.
+    pub(crate) fn ambiguous(statement: &str, cause: impl std::fmt::Display) -> Error {
+        Error::CommitAmbiguous {
+            statement: statement.to_string(),
+            cause: cause.to_string(),
+        }
+    }
+
+    /// The error for a failed write of `statement` before its commit: a full
+    /// disk says so; anything else is passed on.
+    pub(crate) fn write_failed(statement: &str, e: Error) -> Error {
+        match e {
+            Error::Sqlite(s) if is_full(&s) => full(statement),
+            other => other,
+        }
+    }
+
+    /// The error for a failed COMMIT of `statement`: a full disk means
+    /// nothing was applied (the commit frame was never written); anything
+    /// else leaves the outcome unknown.
+    pub(crate) fn commit_failed(statement: &str, e: &rusqlite::Error) -> Error {
+        if is_full(e) {
+            full(statement)
+        } else {
+            Error::ambiguous(statement, e)
+        }
+    }
+
+    /// The same failure, reported for another statement of the same group
+    /// commit.
+    pub(crate) fn for_statement(&self, statement: &str) -> Error {
+        match self {
+            Error::DiskFull { reason, .. } => Error::DiskFull {
+                statement: statement.to_string(),
+                reason: reason.clone(),
+            },
+            Error::CommitAmbiguous { cause, .. } => Error::ambiguous(statement, cause),
+            other => Error::ambiguous(statement, other),
+        }
+    }
+}
+
+fn is_full(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+}
+
+fn full(statement: &str) -> Error {
+    Error::DiskFull {
+        statement: statement.to_string(),
+        reason: "the disk is full".into(),
+    }
+}
+
+/// How to find out whether an ambiguous commit of `statement` landed.
+fn ambiguous_advice(statement: &str) -> &'static str {
+    match statement {
+        "PUBLISH" | "IMPORT" => {
+            "SELECT shows whether it landed, and a retry with the same DEDUP id stores it only once"
+        }
+        "ACK" | "NACK" => "a retry is safe: if it landed, the retry fails as an unknown delivery",
+        "CONSUME" => {
+            "if it landed, the leases run out after their ACK WAIT and the messages are delivered again"
+        }
+        _ => "check the state (SELECT, DESCRIBE, SHOW GROUPS) before retrying",
     }
 }

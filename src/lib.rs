@@ -58,7 +58,8 @@ mod value;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use db::{
-    ConsumeRequest, Database, DatabaseBuilder, Durability, MAX_CONSUME, Session, WriteStats,
+    ConsumeRequest, DEFAULT_DISK_RESERVE, Database, DatabaseBuilder, Durability, MAX_CONSUME,
+    Session, WriteStats,
 };
 pub use error::{Error, Result};
 pub use group::{Delivery, GroupInfo, Subscription, pattern_matches};

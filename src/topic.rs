@@ -354,6 +354,7 @@ pub(crate) fn drop(
         group::drop_queue_group(conn, t.id)?;
     }
     definitions_changed(conn)?;
+    give_back_free_pages(conn)?;
     Ok(true)
 }
 
@@ -644,6 +645,12 @@ fn give_back_space_if_drained(
     if !empty {
         return Ok(());
     }
+    give_back_free_pages(conn)
+}
+
+/// Asks for `shrink` after the commit when the file has free pages to give
+/// back (after a drain, a PURGE or a DROP).
+fn give_back_free_pages(conn: &Connection) -> Result<()> {
     let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
     if free > SHRINK_MIN_FREE_PAGES {
         SHRINK_WANTED.with(|w| w.set(true));
@@ -711,6 +718,7 @@ pub(crate) fn purge(conn: &Connection, name: &str) -> Result<u64> {
     conn.execute("DELETE FROM mq_stale WHERE topic_id = ?1", [t.id])?;
     conn.execute("DELETE FROM mq_requeued WHERE topic_id = ?1", [t.id])?;
     conn.execute("DELETE FROM mq_leases WHERE topic_id = ?1", [t.id])?;
+    give_back_free_pages(conn)?;
     Ok(total)
 }
 

@@ -132,6 +132,7 @@ impl Transaction {
     /// # Errors
     /// As [`Database::publish`].
     pub fn publish_batch(&mut self, topic: &str, messages: Vec<Message>) -> Result<Vec<Published>> {
+        self.db.check_disk_reserve("PUBLISH")?;
         let max = self.db.max_payload();
         let out = self.step(|c, now| {
             let t = topic::get(c, topic)?;
@@ -261,7 +262,7 @@ impl Transaction {
                 // Outcome unknown: roll back what may be left and never reuse
                 // this connection (after an fsync error it cannot be trusted).
                 crate::db::rollback(&conn);
-                Err(Error::CommitAmbiguous(e.to_string()))
+                Err(Error::commit_failed("COMMIT", &e))
             }
         }
     }

@@ -278,7 +278,9 @@ fn run_with(
 }
 
 fn publish_all(r: &mut Runner<'_>, topic_name: &str, msgs: &[Message]) -> Result<Vec<Published>> {
-    let max = r.db().max_payload();
+    let db = r.db();
+    db.check_disk_reserve("PUBLISH")?;
+    let max = db.max_payload();
     let stored = r.write("PUBLISH", |c, now| {
         let t = topic::get(c, topic_name)?;
         publish::append(c, now, &t, msgs, max)
@@ -705,7 +707,9 @@ fn import(r: &mut Runner<'_>, i: &Import) -> Result<u64> {
     let file = std::fs::File::open(&i.file)
         .map_err(|err| Error::invalid(format!("cannot read '{}': {err}", i.file)))?;
     let mut lines = std::io::BufReader::new(file);
-    let max = r.db().max_payload();
+    let db = r.db();
+    db.check_disk_reserve("IMPORT")?;
+    let max = db.max_payload();
     let n = r.write("IMPORT", |c, now| {
         let t = topic::get(c, &i.topic)?;
         let (mut line, mut n, mut total) = (Vec::new(), 0usize, 0u64);
