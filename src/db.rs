@@ -303,6 +303,12 @@ impl Database {
         self.inner.clock.now_ms()
     }
 
+    /// Now, for a write: `ClockSkew` when this handle's wall clock is off
+    /// (see `clock::now_for_write`).
+    pub(crate) fn now_for_write(&self) -> Result<i64> {
+        crate::clock::now_for_write(self.inner.clock.as_ref())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         self.inner.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -334,7 +340,7 @@ impl Database {
         f: impl FnOnce(&Connection, i64) -> Result<T>,
     ) -> Result<T> {
         begin_immediate(conn).map_err(|e| Error::write_failed(what, e))?;
-        let v = match f(conn, self.inner.clock.now_ms()) {
+        let v = match self.now_for_write().and_then(|now| f(conn, now)) {
             Ok(v) => v,
             Err(e) => {
                 rollback(conn);

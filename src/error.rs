@@ -109,6 +109,19 @@ pub enum Error {
         /// What is full.
         reason: String,
     },
+    /// This process's wall clock is more than `MAX_CLOCK_OFFSET` from the
+    /// machine's kernel clock, so writing with it would damage leases,
+    /// delays, dedup windows and retention for every process sharing the
+    /// file. Nothing was written.
+    #[error(
+        "this process's clock is {} ms {} the system clock (more than the 1 s mqlite allows): it refuses to write with it, since leases, delays, dedup windows and retention of every process sharing the file follow the writer's clock; run without the faked time, or give the database an explicit clock (DatabaseBuilder::clock)",
+        offset_ms.unsigned_abs(),
+        if *offset_ms > 0 { "ahead of" } else { "behind" }
+    )]
+    ClockSkew {
+        /// This clock minus the kernel's, in ms.
+        offset_ms: i64,
+    },
     /// An earlier operation of the transaction failed in a way that forbids
     /// committing it (a fenced ACK/NACK); the transaction was rolled back.
     #[error("the transaction cannot commit: {0}; it was rolled back")]

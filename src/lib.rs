@@ -56,7 +56,7 @@ mod topic;
 mod txn;
 mod value;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, MAX_CLOCK_OFFSET, ManualClock, SystemClock};
 pub use db::{
     ConsumeRequest, DEFAULT_DISK_RESERVE, Database, DatabaseBuilder, Durability, MAX_CONSUME,
     Session, WriteStats,

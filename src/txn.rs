@@ -81,7 +81,7 @@ impl Transaction {
         if let Some(why) = &self.failed {
             return Err(Error::TransactionAborted(why.clone()));
         }
-        let now = self.db.now_ms();
+        let now = self.db.now_for_write()?;
         let c = self.conn()?;
         run_cached(c, "SAVEPOINT mq_step")?;
         match f(c, now) {

@@ -565,3 +565,52 @@ fn export_files_are_0600_whatever_the_umask() {
         assert_eq!(mode & 0o777, 0o600, "umask {umask}: mode {mode:o}");
     }
 }
+
+/// A process whose clock is faked (libfaketime, as `faketime` runs it) may
+/// read but not write: its time would move leases, delays, dedup windows and
+/// retention for every process sharing the file.
+#[test]
+fn a_process_with_a_faked_clock_is_refused_before_it_writes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("shop.db");
+    run(&db, "CREATE QUEUE q; PUBLISH q 'a';").success();
+    if Command::new("faketime")
+        .args(["-f", "+0s", "true"])
+        .ok()
+        .is_err()
+    {
+        eprintln!("SKIPPED: faketime is not installed (.ci/run installs it)");
+        return;
+    }
+    let before = fs::read(&db).expect("read db");
+    for (offset, word) in [("+1h", "ahead of"), ("-2h", "behind")] {
+        for statement in ["PUBLISH q 'b';", "CONSUME FROM q;"] {
+            let assert = Command::new("faketime")
+                .args(["-f", offset])
+                .arg(env!("CARGO_BIN_EXE_mqlite"))
+                .arg(&db)
+                .arg(statement)
+                .assert()
+                .code(1);
+            let err = stderr(&assert);
+            assert!(
+                err.contains(word) && err.contains("clock"),
+                "{offset} {statement}: {err}"
+            );
+        }
+        // Reading is fine.
+        let assert = Command::new("faketime")
+            .args(["-f", offset])
+            .arg(env!("CARGO_BIN_EXE_mqlite"))
+            .arg(&db)
+            .arg("SELECT COUNT(*) AS n FROM q;")
+            .assert()
+            .success();
+        assert_eq!(stdout_lines(&assert), [r#"{"n":1}"#]);
+    }
+    assert_eq!(
+        fs::read(&db).expect("read db"),
+        before,
+        "nothing was written"
+    );
+}
