@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use rusqlite::Connection;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 
+use super::MAX_HEIGHT;
 use super::ast::{Expr, Function, Literal, PathSegment, Select, SelectItem, Source, UnaryOp};
 use crate::topic;
 use crate::{Error, Result, ResultSet, Value};
@@ -596,8 +597,12 @@ impl Compiler<'_> {
     }
 
     fn expr(&mut self, e: &Expr, mode: Mode, depth: usize) -> Result<(String, Kind)> {
-        if depth > 200 {
-            return Err(Error::invalid("expression nested too deeply"));
+        // Parsed trees are at most MAX_HEIGHT high, plus the few ANDs that
+        // statements add around a filter; a tree built by hand may be deeper.
+        if depth > MAX_HEIGHT + 8 {
+            return Err(Error::invalid(format!(
+                "expression too long: more than {MAX_HEIGHT} levels of operators"
+            )));
         }
         Ok(match e {
             Expr::Literal(l) => (self.literal(l), Kind::Plain),

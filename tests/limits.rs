@@ -1,0 +1,212 @@
+//! Input limits of the command language: any statement, however long or
+//! deep, gets an error on a 2 MiB thread (a default spawned thread), never a
+//! stack overflow (issue #10, hole 5), and the edges of hole 13.
+#![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
+
+mod common;
+
+use std::path::Path;
+
+use mqlite::{Database, Durability, ManualClock};
+use proptest::prelude::*;
+
+/// The stack of a thread spawned with default settings.
+const SMALL_STACK: usize = 2 << 20;
+
+/// Runs `text` on the database at `path` from a thread with a 2 MiB stack;
+/// Ok(rows) or Err(message). A stack overflow aborts the whole test binary.
+fn run_small(path: &Path, text: String) -> Result<usize, String> {
+    let path = path.to_path_buf();
+    std::thread::Builder::new()
+        .stack_size(SMALL_STACK)
+        .spawn(move || {
+            let db = Database::builder(&path)
+                .durability(Durability::Off)
+                .clock(ManualClock::new(common::T0))
+                .open()
+                .map_err(|e| e.to_string())?;
+            db.execute(&text)
+                .map(|rs| rs.rows.len())
+                .map_err(|e| e.to_string())
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+}
+
+fn setup() -> common::TestDb {
+    let t = common::open();
+    t.db.execute("CREATE TOPIC t; CREATE QUEUE q; PUBLISH t '{\"a\": 1}'; PUBLISH q 'x'")
+        .unwrap();
+    t
+}
+
+/// `first op first op ... first` with `n` operators.
+fn chain(first: &str, op: &str, n: usize) -> String {
+    let mut s = String::with_capacity((first.len() + op.len()) * (n + 1));
+    s.push_str(first);
+    for _ in 0..n {
+        s.push_str(op);
+        s.push_str(first);
+    }
+    s
+}
+
+#[test]
+fn long_chains_are_errors_on_a_small_stack() {
+    let t = setup();
+    let plus = chain("1", "+", 131_793);
+    let ands = chain("offset = 0", " AND ", 66_000);
+    let ors = chain("offset = 0", " OR ", 66_000);
+    let out = t.dir.path().join("never.jsonl");
+    let cases = [
+        format!("SELECT {plus} FROM t"),
+        format!("SELECT {} FROM t", chain("1", "+", 40_000)),
+        format!("SELECT * FROM t WHERE {ands}"),
+        format!("SELECT * FROM t WHERE {ors}"),
+        format!("SELECT * FROM t WHERE offset = {}", chain("2", "*", 50_000)),
+        format!("SELECT COUNT(*) FROM t GROUP BY {plus}"),
+        format!("SELECT * FROM t ORDER BY {plus}"),
+        format!("SELECT SUM({plus}) FROM t"),
+        format!("PURGE DLQ WHERE {ands}"),
+        format!("REQUEUE DLQ WHERE {ands}"),
+        format!("TAIL t WHERE {ands}"),
+        format!("EXPORT t TO '{}' WHERE {ands}", out.display()),
+    ];
+    for text in cases {
+        let err = run_small(&t.path, text.clone()).unwrap_err();
+        assert!(
+            err.contains("expression too long: more than 64 levels"),
+            "{}...: {err}",
+            &text[..40]
+        );
+    }
+    assert!(!out.exists());
+    assert_eq!(
+        common::rows(&t.db, "SELECT COUNT(*) AS n FROM t")[0]["n"],
+        1
+    );
+}
+
+#[test]
+fn deep_nesting_and_huge_lists_are_errors_on_a_small_stack() {
+    let t = setup();
+    let n = 100_000;
+    let deep = |open: &str, close: &str| {
+        format!(
+            "SELECT * FROM t WHERE {}1{}",
+            open.repeat(n),
+            close.repeat(n)
+        )
+    };
+    let nested = "expression nested too deeply";
+    let large = "expression too large: more than 10000 terms";
+    let in_list = format!(
+        "SELECT * FROM t WHERE offset IN ({})",
+        vec!["1"; 40_000].join(",")
+    );
+    let cases = [
+        (deep("(", ")"), nested),
+        (deep("NOT ", ""), nested),
+        (deep("- ", ""), nested),
+        (deep("SUM(", ")"), nested),
+        (deep("offset IN (", ")"), nested),
+        (in_list.clone(), large),
+        (format!("PURGE DLQ WHERE {}", &in_list[22..]), large),
+        (
+            format!("SELECT COUNT({}) FROM t", vec!["1"; 50_000].join(",")),
+            "expected ')'",
+        ),
+    ];
+    for (text, want) in cases {
+        let err = run_small(&t.path, text.clone()).unwrap_err();
+        assert!(err.contains(want), "{}...: {err}", &text[..40]);
+    }
+}
+
+#[test]
+fn expressions_at_the_limits_still_run_on_a_small_stack() {
+    let t = setup();
+    // 63 operators: a tree of 64 levels, the most allowed.
+    let text = format!("SELECT * FROM t WHERE {}", chain("offset = 0", " AND ", 62));
+    assert_eq!(run_small(&t.path, text), Ok(1));
+    let text = format!("SELECT {} AS n FROM t", chain("data.a", "+", 63));
+    assert_eq!(run_small(&t.path, text), Ok(1));
+    let text = format!("SELECT {} AS n FROM t", chain("1", "+", 64));
+    assert!(run_small(&t.path, text).unwrap_err().contains("64 levels"));
+    // 63 nested parentheses and a chain, in every statement with a WHERE.
+    let inner = format!("{}offset = 0{}", "(".repeat(63), ")".repeat(63));
+    let filter = format!("{inner} AND {}", chain("data.a", " + ", 60));
+    for text in [
+        format!("SELECT * FROM t WHERE {filter} >= 0"),
+        format!("PURGE DLQ WHERE {filter} >= 0"),
+        format!("REQUEUE DLQ WHERE {filter} >= 0"),
+        format!(
+            "EXPORT t TO '{}' WHERE {filter} >= 0",
+            t.dir.path().join("out.jsonl").display()
+        ),
+    ] {
+        assert!(run_small(&t.path, text.clone()).is_ok(), "{text}");
+    }
+    let items = vec!["0"; 9_998].join(",");
+    let text = format!("SELECT * FROM t WHERE offset IN ({items})");
+    assert_eq!(run_small(&t.path, text), Ok(1));
+}
+
+/// A piece of a statement: keywords, operators, operands, or one of them
+/// repeated many times (deep or long expressions).
+fn fragment() -> impl Strategy<Value = String> {
+    let pieces = proptest::sample::select(vec![
+        "SELECT * FROM t WHERE ",
+        "SELECT ",
+        " FROM t",
+        "PURGE DLQ WHERE ",
+        "REQUEUE DLQ WHERE ",
+        "TAIL t WHERE ",
+        "SELECT COUNT(*) FROM q GROUP BY ",
+        " ORDER BY ",
+        "(",
+        ")",
+        "NOT ",
+        "-",
+        " AND ",
+        " OR ",
+        "+",
+        "*",
+        " IN (",
+        ",",
+        "1",
+        "offset",
+        "data.a",
+        "'x'",
+        "SUM(",
+        " BETWEEN 1 AND ",
+        " IS NULL",
+        ";",
+        "PUBLISH t 'y'",
+        "CONSUME FROM q",
+        "ACK 1",
+        "@",
+        "\u{feff}",
+    ]);
+    prop_oneof![
+        3 => pieces.prop_map(str::to_string),
+        1 => (
+            proptest::sample::select(vec!["(", "NOT ", "- ", "SUM(", "1+", "a AND ", "x IN (", "1,"]),
+            1usize..40_000
+        )
+            .prop_map(|(s, n)| s.repeat(n)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Any mix of fragments, on a 2 MiB thread: Ok or Err, never a panic or
+    /// an abort.
+    #[test]
+    fn generated_statements_never_abort(parts in proptest::collection::vec(fragment(), 1..10)) {
+        let t = setup();
+        let _ = run_small(&t.path, parts.concat());
+    }
+}
