@@ -210,3 +210,89 @@ proptest! {
         let _ = run_small(&t.path, parts.concat());
     }
 }
+
+// ---------------------------------------------------------------- hole 13: edges
+
+#[test]
+fn numbers_above_i64_are_refused_not_clamped() {
+    let t = setup();
+    let before = common::rows(&t.db, "SHOW TOPICS");
+    for text in [
+        "CREATE TOPIC u ACK WAIT 18446744073709551615ms",
+        "CREATE TOPIC u ACK WAIT 9223372036854775808ms",
+        "CREATE TOPIC u DEDUP WINDOW 9223372036854775807s",
+        "CREATE TOPIC u RETENTION 9223372036854775807GB",
+        "CREATE TOPIC u RETENTION 9223372036854775808 MESSAGES",
+        "CREATE TOPIC u MAX LENGTH 9223372036854775808",
+        "ALTER TOPIC t SET RETENTION 106751991167301d",
+    ] {
+        let err = common::err(&t.db, text);
+        assert!(err.contains("too large"), "{text}: {err}");
+    }
+    assert_eq!(common::rows(&t.db, "SHOW TOPICS"), before);
+    // Through the library too.
+    let o = mqlite::TopicOptions {
+        ack_wait: Some(std::time::Duration::MAX),
+        ..Default::default()
+    };
+    let err = t.db.create_topic("u", &o).unwrap_err().to_string();
+    assert!(err.contains("ACK WAIT (in ms) is too large"), "{err}");
+    // The largest value that fits still works.
+    t.db.execute("CREATE TOPIC u ACK WAIT 9223372036854775807ms")
+        .unwrap();
+}
+
+#[test]
+fn a_leading_byte_order_mark_is_skipped() {
+    let t = setup();
+    let rows = common::rows(&t.db, "\u{feff}SELECT * FROM t");
+    assert_eq!(rows.len(), 1);
+    assert!(mqlite::lang::parse_statement("\u{feff}CHECK").is_ok());
+    // Only at the start: elsewhere it is still not a token.
+    assert!(
+        t.db.execute("SELECT * FROM t;\u{feff}SELECT * FROM t")
+            .is_err()
+    );
+}
+
+#[test]
+fn system_source_names_are_refused_as_topic_names() {
+    let t = setup();
+    for name in [
+        "TOPICS",
+        "groups",
+        "Processed",
+        "dlq",
+        "DELIVERIES",
+        "\"DLQ\"",
+    ] {
+        for kind in ["TOPIC", "QUEUE"] {
+            let err = common::err(&t.db, &format!("CREATE {kind} {name}"));
+            assert!(err.contains("reserved name"), "{name}: {err}");
+        }
+    }
+    let err =
+        t.db.create_queue("Dlq", &Default::default())
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("reserved name"), "{err}");
+    assert_eq!(common::rows(&t.db, "SHOW TOPICS").len(), 1);
+    // Names that only contain them stay fine.
+    t.db.execute("CREATE TOPIC dlq.orders; CREATE TOPIC my_groups")
+        .unwrap();
+}
+
+#[test]
+fn too_many_values_are_a_clear_error_without_sql() {
+    let t = setup();
+    let items = vec!["1"; 32_767].join(",");
+    let err = common::err(&t.db, &format!("SELECT * FROM t WHERE offset IN ({items})"));
+    assert!(err.contains("more than 10000 terms"), "{err}");
+    assert!(!err.contains("mq_"), "{err}");
+    // Many expressions each under the limit: the statement's total is checked.
+    let list = format!("offset IN ({})", vec!["1"; 9_000].join(","));
+    let text = format!("SELECT {list}, {list}, {list}, {list} FROM t");
+    let err = common::err(&t.db, &text);
+    assert!(err.contains("statement too large: it needs"), "{err}");
+    assert!(!err.contains("mq_"), "{err}");
+}

@@ -273,6 +273,9 @@ enum Mode {
     Projection,
 }
 
+/// SQLite's limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER).
+const MAX_PARAMS: usize = 32_766;
+
 struct Compiler<'a> {
     source: &'a SourceDef,
     params: Vec<SqlValue>,
@@ -368,6 +371,13 @@ pub(crate) fn select(conn: &Connection, now: i64, q: &Select) -> Result<ResultSe
                 c.bind(SqlValue::Integer(clamp(off)))
             ));
         }
+    }
+    // SQLite refuses more parameters, with an error that quotes the SQL.
+    if c.params.len() > MAX_PARAMS {
+        return Err(Error::invalid(format!(
+            "statement too large: it needs {} values, at most {MAX_PARAMS}",
+            c.params.len()
+        )));
     }
     let mut st = conn.prepare(&sql)?;
     let mut rows = st.query(rusqlite::params_from_iter(c.params.iter()))?;
