@@ -296,3 +296,35 @@ fn too_many_values_are_a_clear_error_without_sql() {
     assert!(err.contains("statement too large: it needs"), "{err}");
     assert!(!err.contains("mq_"), "{err}");
 }
+
+#[test]
+fn timestamps_cover_all_four_digit_years_and_nothing_past_them() {
+    let t = setup();
+    for (ts, ok) in [
+        ("0000-01-01T00:00:00Z", true),
+        ("9999-12-31T23:59:59Z", true),
+        ("9999-12-31T23:59:59.999Z", true),
+        ("9999-12-31T22:00:00-01:59", true),
+        ("9999-12-30T22:00:00Z", true),
+        ("0000-01-01T00:00:00+00:01", false),
+        ("9999-12-31T23:59:59-00:01", false),
+        ("-000001-12-31T23:59:59Z", false),
+        ("2024-01-15T10:30:00+02:00", true),
+        ("2024-01-15", false),
+    ] {
+        let text = format!("SELECT COUNT(*) AS n FROM t WHERE timestamp < '{ts}'");
+        assert_eq!(t.db.execute(&text).is_ok(), ok, "{ts}");
+        let text = format!("REPLAY t GROUP g FROM TIMESTAMP '{ts}'");
+        let parsed = mqlite::lang::parse_statement(&text);
+        assert_eq!(parsed.is_ok(), ok, "{ts}: {parsed:?}");
+        if let Ok(s) = parsed {
+            // Display gives RFC 3339 text that parses back to the same time.
+            assert_eq!(mqlite::lang::parse_statement(&s.to_string()), Ok(s));
+        }
+    }
+    let rows = common::rows(
+        &t.db,
+        "SELECT COUNT(*) AS n FROM t WHERE timestamp < '9999-12-31T23:59:59Z'",
+    );
+    assert_eq!(rows[0]["n"], 1);
+}

@@ -485,9 +485,7 @@ pub(crate) fn parse_time_literal(now: i64, s: &str) -> Option<i64> {
         };
         return Some(now.saturating_sub(n.saturating_mul(unit_ms)));
     }
-    s.parse::<jiff::Timestamp>()
-        .ok()
-        .map(|t| t.as_millisecond())
+    crate::value::parse_timestamp_ms(s)
 }
 
 impl Compiler<'_> {

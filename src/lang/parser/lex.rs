@@ -356,8 +356,8 @@ pub(crate) fn timestamp(input: &str) -> PResult<'_, TimeSpec> {
         {
             return Ok((rest, TimeSpec::Ago(d)));
         }
-    } else if let Ok(ts) = text.parse::<jiff::Timestamp>() {
-        return Ok((rest, TimeSpec::Absolute(ts.as_millisecond())));
+    } else if let Some(ms) = crate::value::parse_timestamp_ms(&text) {
+        return Ok((rest, TimeSpec::Absolute(ms)));
     }
     failure(start, TIMESTAMP_EXPECTED)
 }
