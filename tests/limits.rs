@@ -328,3 +328,45 @@ fn timestamps_cover_all_four_digit_years_and_nothing_past_them() {
     );
     assert_eq!(rows[0]["n"], 1);
 }
+
+#[test]
+fn an_acked_queue_message_is_gone_from_select_at_once() {
+    let t = setup();
+    t.db.execute("PUBLISH q 'b', 'c', 'd'").unwrap();
+    // One CONSUME of 4: one range lease.
+    let rs = t.db.execute("CONSUME 4 FROM q").unwrap();
+    let ids: Vec<String> = common::rows(&t.db, "CONSUME 4 FROM q")
+        .iter()
+        .map(|r| r["delivery"].to_string())
+        .collect();
+    assert!(ids.is_empty(), "all four are leased: {ids:?}");
+    let col = rs.columns.iter().position(|c| c == "delivery").unwrap();
+    let id = |i: usize| rs.rows[i][col].to_json().to_string();
+    let payloads = |db: &Database| -> Vec<String> {
+        common::rows(db, "SELECT payload FROM q")
+            .iter()
+            .map(|r| r["payload"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(payloads(&t.db), ["x", "b", "c", "d"]);
+    t.db.execute(&format!("ACK {}, {}", id(1), id(3))).unwrap();
+    assert_eq!(payloads(&t.db), ["x", "c"]);
+    let n = common::rows(&t.db, "SELECT COUNT(*) AS n FROM q WHERE payload <> 'x'");
+    assert_eq!(n[0]["n"], 1);
+    t.db.execute(&format!("ACK {}", id(0))).unwrap();
+    assert_eq!(payloads(&t.db), ["c"]);
+    t.db.execute(&format!("ACK {}", id(2))).unwrap();
+    assert!(payloads(&t.db).is_empty());
+
+    // Per-message pending rows (a NACK splits a lease into them) likewise.
+    t.db.execute("PUBLISH q 'e', 'f', 'g'").unwrap();
+    let rs = t.db.execute("CONSUME 3 FROM q").unwrap();
+    let id = |i: usize| rs.rows[i][col].to_json().to_string();
+    t.db.execute(&format!("NACK {} DELAY 1h", id(0))).unwrap();
+    t.db.execute(&format!("ACK {}", id(1))).unwrap();
+    assert_eq!(payloads(&t.db), ["e", "g"]);
+    t.db.execute(&format!("NACK {} DEAD", id(2))).unwrap();
+    assert_eq!(payloads(&t.db), ["e"]);
+    t.db.execute("PUBLISH q 'h'").unwrap();
+    assert_eq!(payloads(&t.db), ["e", "h"]);
+}
