@@ -230,6 +230,23 @@ fn numbers_above_i64_are_refused_not_clamped() {
         assert!(err.contains("too large"), "{text}: {err}");
     }
     assert_eq!(common::rows(&t.db, "SHOW TOPICS"), before);
+    // Every other duration of the language as well.
+    for text in [
+        "PUBLISH q DELAY 18446744073709551615ms 'late'",
+        "CONSUME FROM q WAIT 9223372036854775808ms",
+        "CONSUME FROM q ACK WAIT 106751991167301d",
+        "NACK 1 DELAY 9223372036854776s",
+        "SUBSCRIBE GROUP g TO t ACK WAIT 18446744073709551615ms",
+        "REPLAY t GROUP g FROM TIMESTAMP '-18446744073709551615ms'",
+    ] {
+        let err = common::err(&t.db, text);
+        let refused = err.contains("too large") || err.contains("expected a timestamp");
+        assert!(refused, "{text}: {err}");
+    }
+    assert_eq!(
+        common::rows(&t.db, "SELECT COUNT(*) AS n FROM q")[0]["n"],
+        1
+    );
     // Through the library too.
     let o = mqlite::TopicOptions {
         ack_wait: Some(std::time::Duration::MAX),

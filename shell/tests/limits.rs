@@ -32,3 +32,28 @@ fn long_expressions_exit_1_with_the_limit() {
         assert!(stderr.contains(want), "{stderr}");
     }
 }
+
+/// A script saved with a UTF-8 byte order mark runs, from standard input
+/// and through `.read`, even when it starts with a dot-command.
+#[test]
+fn a_leading_byte_order_mark_is_skipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("t.db");
+    let script = dir.path().join("s.sql");
+    std::fs::write(
+        &script,
+        "\u{feff}.mode jsonl\nSELECT COUNT(*) AS n FROM t;\n",
+    )
+    .expect("write");
+    mqlite().arg(&db).arg("CREATE TOPIC t").assert().success();
+    for stdin in [
+        std::fs::read_to_string(&script).expect("read"),
+        format!(".read {}\n", script.display()),
+        "\u{feff}SELECT COUNT(*) AS n FROM t".to_string(),
+    ] {
+        let out = mqlite().arg(&db).write_stdin(stdin).output().expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "{\"n\":0}\n");
+    }
+}
