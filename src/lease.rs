@@ -16,6 +16,37 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Error, Result};
 
+/// Offsets of `topic_id` that `group_id` holds under range leases and has
+/// not acked yet (SELECT on a queue shows them; the acked ones of a lease
+/// are gone for the reader even though the ack floor still waits).
+pub(crate) fn unacked_offsets(
+    conn: &Connection,
+    group_id: i64,
+    topic_id: i64,
+) -> Result<Vec<(u32, i64)>> {
+    let mut st = conn.prepare_cached(
+        "SELECT partition, first_offset, count, acked FROM mq_leases WHERE group_id = ?1 AND topic_id = ?2",
+    )?;
+    let rows = st.query_map([group_id, topic_id], |r| {
+        Ok((
+            r.get::<_, u32>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (partition, first, count, acked) = row?;
+        out.extend(
+            (0..count)
+                .filter(|&i| !bit(&acked, i))
+                .map(|i| (partition, first + i)),
+        );
+    }
+    Ok(out)
+}
+
 /// Records a range lease for offsets `first .. first + count` of one partition
 /// with delivery ids `first_id ..`.
 #[allow(clippy::too_many_arguments)]

@@ -162,8 +162,41 @@ fn check_options(kind: TopicKind, o: &TopicOptions) -> Result<()> {
     if o.ack_wait.is_some_and(|d| d.is_zero()) {
         return Err(Error::invalid("ACK WAIT must be longer than 0"));
     }
+    check_fits_i64(o)
+}
+
+/// Durations (in ms), sizes and counts are stored as SQLite's i64: refuse,
+/// never clamp, what does not fit.
+fn check_fits_i64(o: &TopicOptions) -> Result<()> {
+    let too_large = |what: &str| {
+        Err(Error::invalid(format!(
+            "{what} is too large: at most {} (2^63 - 1)",
+            i64::MAX
+        )))
+    };
+    let ms_over = |d: Option<Duration>| d.is_some_and(|d| i64::try_from(d.as_millis()).is_err());
+    let over = |n: Option<u64>| n.is_some_and(|n| i64::try_from(n).is_err());
+    match o.retention {
+        Some(Retention::Age(d)) if ms_over(Some(d)) => return too_large("RETENTION (in ms)"),
+        Some(Retention::Size(n)) if over(Some(n)) => return too_large("RETENTION (in bytes)"),
+        Some(Retention::Messages(n)) if over(Some(n)) => return too_large("RETENTION MESSAGES"),
+        _ => {}
+    }
+    if over(o.max_length) {
+        return too_large("MAX LENGTH");
+    }
+    if ms_over(o.dedup_window) {
+        return too_large("DEDUP WINDOW (in ms)");
+    }
+    if ms_over(o.ack_wait) {
+        return too_large("ACK WAIT (in ms)");
+    }
     Ok(())
 }
+
+/// Names of the language's system sources (and one planned); a topic named
+/// so could not be read with SELECT ... FROM, so they are refused at CREATE.
+pub(crate) const RESERVED_NAMES: &[&str] = &["TOPICS", "GROUPS", "PROCESSED", "DLQ", "DELIVERIES"];
 
 /// Creates a topic or queue. Returns false if it existed and `if_not_exists`.
 pub(crate) fn create(
@@ -182,6 +215,11 @@ pub(crate) fn create(
         },
         name,
     )?;
+    if let Some(r) = RESERVED_NAMES.iter().find(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(Error::invalid(format!(
+            "'{name}' is a reserved name ({r} is a system source of SELECT): choose another name"
+        )));
+    }
     check_options(kind, o)?;
     if let Some(existing) = find(conn, name)? {
         if if_not_exists {

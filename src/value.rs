@@ -26,7 +26,10 @@ impl Value {
     pub fn format_timestamp(ms: i64) -> String {
         match jiff::Timestamp::from_millisecond(ms) {
             Ok(ts) => format!("{ts:.3}"),
-            Err(_) => ms.to_string(),
+            Err(_) => match utc_civil(ms) {
+                Some(dt) => format!("{dt:.3}Z"),
+                None => ms.to_string(),
+            },
         }
     }
 
@@ -93,4 +96,48 @@ impl ResultSet {
         let i = self.columns.iter().position(|c| c == column)?;
         self.rows.get(row)?.get(i)
     }
+}
+
+/// The first instant a timestamp of the language may name, in ms since the
+/// epoch: 0000-01-01T00:00:00Z, the start of RFC 3339's four-digit years.
+pub(crate) const MIN_TIMESTAMP_MS: i64 = -62_167_219_200_000;
+/// The last: 9999-12-31T23:59:59.999Z.
+pub(crate) const MAX_TIMESTAMP_MS: i64 = 253_402_300_799_999;
+
+/// The UTC civil time of `ms` since the epoch, within the RFC 3339 range.
+/// jiff's `Timestamp` stops at 9999-12-30T22:00:00Z (it leaves room for
+/// offsets), so the last hours of year 9999 are computed as civil time.
+pub(crate) fn utc_civil(ms: i64) -> Option<jiff::civil::DateTime> {
+    if !(MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS).contains(&ms) {
+        return None;
+    }
+    let epoch = jiff::civil::date(1970, 1, 1).to_datetime(jiff::civil::Time::midnight());
+    epoch
+        .checked_add(jiff::SignedDuration::from_millis(ms))
+        .ok()
+}
+
+/// Ms since the epoch of an RFC 3339 timestamp (`2024-01-15T10:30:00Z`,
+/// `...+02:00`), or None when it is not one or names an instant outside
+/// 0000-01-01T00:00:00Z ..= 9999-12-31T23:59:59.999Z.
+pub(crate) fn parse_timestamp_ms(text: &str) -> Option<i64> {
+    let ms = match text.parse::<jiff::Timestamp>() {
+        Ok(ts) => ts.as_millisecond(),
+        // Past jiff's range: read the civil time and offset, and do the sum.
+        Err(_) => {
+            use jiff::fmt::temporal::{Pieces, PiecesOffset};
+            let p = Pieces::parse(text).ok()?;
+            let offset_s = match p.offset()? {
+                PiecesOffset::Zulu => 0,
+                PiecesOffset::Numeric(n) => i64::from(n.offset().seconds()),
+                _ => return None,
+            };
+            let epoch = jiff::civil::date(1970, 1, 1).to_datetime(jiff::civil::Time::midnight());
+            let since = p.date().to_datetime(p.time()?).duration_since(epoch);
+            i64::try_from(since.as_millis()).ok()? - offset_s * 1000
+        }
+    };
+    (MIN_TIMESTAMP_MS..=MAX_TIMESTAMP_MS)
+        .contains(&ms)
+        .then_some(ms)
 }

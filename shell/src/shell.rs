@@ -145,6 +145,8 @@ impl Shell {
     /// Nothing runs when any statement has a syntax error. Stops at the first
     /// error, or at `.quit`.
     pub fn run_script(&mut self, source: &str) -> Result<Flow, ShellError> {
+        // A UTF-8 byte order mark (files saved by some editors) is not text.
+        let source = source.strip_prefix('\u{feff}').unwrap_or(source);
         let items = split_script(source).map_err(|e| ShellError::Syntax(e.render(source)))?;
         for item in items {
             match item {

@@ -235,8 +235,12 @@ impl Display for TimeSpec {
         match self {
             TimeSpec::Absolute(ms) => match jiff::Timestamp::from_millisecond(*ms) {
                 Ok(ts) => write!(f, "'{ts}'"),
-                // Outside jiff's range: no RFC 3339 text exists for it.
-                Err(_) => write!(f, "'{ms}ms since 1970-01-01T00:00:00Z'"),
+                Err(_) => match crate::value::utc_civil(*ms) {
+                    // The last hours of year 9999, past jiff's Timestamp.
+                    Some(dt) => write!(f, "'{dt}Z'"),
+                    // Outside RFC 3339's years: no text exists for it.
+                    None => write!(f, "'{ms}ms since 1970-01-01T00:00:00Z'"),
+                },
             },
             TimeSpec::Ago(d) => write!(f, "'-{}'", Dur(*d)),
         }

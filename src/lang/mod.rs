@@ -6,6 +6,8 @@ pub(crate) mod exec;
 mod parser;
 mod query;
 
+/// Input limits of expressions (see docs/design.md, "Input limits").
+pub use parser::expr::{MAX_DEPTH, MAX_HEIGHT, MAX_NODES};
 pub use parser::{
     KEYWORDS, ParseError, ParsedStatement, is_complete, parse_script, parse_statement,
 };

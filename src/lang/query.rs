@@ -3,10 +3,13 @@
 
 use std::collections::HashMap;
 
-use rusqlite::Connection;
 use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::{Connection, OptionalExtension};
 
-use super::ast::{Expr, Function, Literal, PathSegment, Select, SelectItem, Source, UnaryOp};
+use super::MAX_HEIGHT;
+use super::ast::{
+    Expr, Function, Literal, PathSegment, Select, SelectItem, Source, TopicKind, UnaryOp,
+};
 use crate::topic;
 use crate::{Error, Result, ResultSet, Value};
 
@@ -272,6 +275,9 @@ enum Mode {
     Projection,
 }
 
+/// SQLite's limit on the parameters of one statement (SQLITE_MAX_VARIABLE_NUMBER).
+const MAX_PARAMS: usize = 32_766;
+
 struct Compiler<'a> {
     source: &'a SourceDef,
     params: Vec<SqlValue>,
@@ -367,6 +373,13 @@ pub(crate) fn select(conn: &Connection, now: i64, q: &Select) -> Result<ResultSe
                 c.bind(SqlValue::Integer(clamp(off)))
             ));
         }
+    }
+    // SQLite refuses more parameters, with an error that quotes the SQL.
+    if c.params.len() > MAX_PARAMS {
+        return Err(Error::invalid(format!(
+            "statement too large: it needs {} values, at most {MAX_PARAMS}",
+            c.params.len()
+        )));
     }
     let mut st = conn.prepare(&sql)?;
     let mut rows = st.query(rusqlite::params_from_iter(c.params.iter()))?;
@@ -474,9 +487,7 @@ pub(crate) fn parse_time_literal(now: i64, s: &str) -> Option<i64> {
         };
         return Some(now.saturating_sub(n.saturating_mul(unit_ms)));
     }
-    s.parse::<jiff::Timestamp>()
-        .ok()
-        .map(|t| t.as_millisecond())
+    crate::value::parse_timestamp_ms(s)
 }
 
 impl Compiler<'_> {
@@ -596,8 +607,12 @@ impl Compiler<'_> {
     }
 
     fn expr(&mut self, e: &Expr, mode: Mode, depth: usize) -> Result<(String, Kind)> {
-        if depth > 200 {
-            return Err(Error::invalid("expression nested too deeply"));
+        // Parsed trees are at most MAX_HEIGHT high, plus the few ANDs that
+        // statements add around a filter; a tree built by hand may be deeper.
+        if depth > MAX_HEIGHT + 8 {
+            return Err(Error::invalid(format!(
+                "expression too long: more than {MAX_HEIGHT} levels of operators"
+            )));
         }
         Ok(match e {
             Expr::Literal(l) => (self.literal(l), Kind::Plain),
@@ -695,9 +710,13 @@ fn source_def(
         Source::Topic(name) => {
             let t = topic::get(conn, name)?;
             params.push(SqlValue::Integer(t.id));
+            let mut base = format!("m.topic_id = ?{}", params.len());
+            if t.kind == TopicKind::Queue {
+                base.push_str(&queue_unsettled(conn, t.id, params)?);
+            }
             SourceDef {
                 from: "mq_messages m".into(),
-                base_filter: Some(format!("m.topic_id = ?{}", params.len())),
+                base_filter: Some(base),
                 columns: TOPIC_COLUMNS,
                 payload_paths: true,
                 label: format!("topic '{name}'"),
@@ -732,6 +751,37 @@ fn source_def(
             values_source(rows, GROUPS_COLUMNS, "GROUPS", "m.grp, m.topic", params)
         }
     })
+}
+
+/// The condition that hides a queue's settled messages: a queue's message
+/// is gone once acked (or dead-lettered), but it stays stored until the ack
+/// floor passes it, which waits for the lowest unsettled message. Shown are
+/// those not yet delivered (at or past the cursor), pending ones, and those
+/// under a range lease whose bit is not set.
+fn queue_unsettled(conn: &Connection, topic_id: i64, params: &mut Vec<SqlValue>) -> Result<String> {
+    let group: Option<i64> = conn
+        .prepare_cached("SELECT id FROM mq_groups WHERE queue_topic_id = ?1")?
+        .query_row([topic_id], |r| r.get(0))
+        .optional()?;
+    let Some(group) = group else {
+        return Ok(String::new());
+    };
+    let leased: Vec<[i64; 2]> = crate::lease::unacked_offsets(conn, group, topic_id)?
+        .into_iter()
+        .map(|(p, o)| [i64::from(p), o])
+        .collect();
+    params.push(SqlValue::Integer(group));
+    let g = params.len();
+    params.push(SqlValue::Text(serde_json::json!(leased).to_string()));
+    let l = params.len();
+    Ok(format!(
+        " AND (m.offset >= COALESCE((SELECT c.next_offset FROM mq_cursors c WHERE c.group_id = ?{g}
+                 AND c.topic_id = m.topic_id AND c.partition = m.partition), 0)
+             OR EXISTS (SELECT 1 FROM mq_pending p WHERE p.group_id = ?{g} AND p.topic_id = m.topic_id
+                 AND p.partition = m.partition AND p.offset = m.offset)
+             OR EXISTS (SELECT 1 FROM json_each(?{l}) j WHERE j.value ->> 0 = m.partition
+                 AND j.value ->> 1 = m.offset))"
+    ))
 }
 
 /// A source over rows computed here, as a bound VALUES table.

@@ -1,19 +1,41 @@
 //! Expressions of WHERE, SELECT, GROUP BY and ORDER BY, loosest first:
 //! OR, AND, NOT, comparisons, `+ -`, `* / %`, unary minus, primaries.
 //!
-//! Each nesting level (parenthesis, NOT, unary minus, function argument)
-//! adds one to a depth counter; past [`MAX_DEPTH`] parsing stops with an
-//! error instead of overflowing the stack.
+//! Limits, so that any input gets an error instead of overflowing the stack
+//! (of the parser, or of a later recursive pass: planner, display, clone,
+//! drop):
+//! - each nesting level (parenthesis, NOT, unary minus, function argument)
+//!   adds one to a depth counter, at most [`MAX_DEPTH`]: this bounds the
+//!   parser's own recursion;
+//! - every tree is at most [`MAX_HEIGHT`] levels high and has at most
+//!   [`MAX_NODES`] nodes. A chain `a + b + c` is parsed by a loop but is a
+//!   left-deep tree as high as it is long, which every recursive pass walks;
+//!   heights and sizes are checked as each node is built, so a tree past the
+//!   limit never exists.
 
 use nom::Parser;
 
 use super::lex::{
-    PResult, expect, failure, ident, ident_len, keyword, name, punct, skip_ws, string, uint,
+    PErr, PResult, expect, failure, ident, ident_len, keyword, name, punct, skip_ws, string, uint,
 };
 use crate::lang::ast::{BinaryOp, Expr, Function, Literal, PathSegment, UnaryOp};
 
-/// How deeply expressions may nest.
-pub(crate) const MAX_DEPTH: usize = 64;
+/// How deeply expressions may nest (parentheses, IN lists, NOT, unary minus,
+/// function arguments). Each level costs about 12.5 KB of the parser's stack
+/// in a debug build (about 12 nested parse functions): 64 levels take about
+/// 0.8 MB (measured), inside a 2 MiB thread.
+pub const MAX_DEPTH: usize = 64;
+
+/// How many levels an expression tree may have (a leaf is one level; `a + b`
+/// two; a chain of n operators n + 1). The planner needs about 8 KB of stack
+/// per level in a debug build: 64 levels stay near 0.5 MB, inside a 2 MiB
+/// thread, and far below SQLite's own expression depth limit (1000).
+pub const MAX_HEIGHT: usize = 64;
+
+/// How many nodes (operators, operands, IN list items) one expression may have.
+/// With one SQL parameter per node at most, one expression stays well below
+/// SQLite's 32,766 parameters.
+pub const MAX_NODES: usize = 10_000;
 
 /// Words that cannot start a path without double quotes: they are operators
 /// or literals, or they end an expression.
@@ -24,16 +46,107 @@ pub(crate) const RESERVED_IN_EXPR: &[&str] = &[
 
 const EXPR_EXPECTED: &str = "expected an expression";
 
-/// An expression.
-pub(crate) fn expr(input: &str) -> PResult<'_, Expr> {
-    or_expr(input, 0)
+/// An expression being built, with its height and node count.
+struct Node {
+    expr: Expr,
+    height: usize,
+    nodes: usize,
 }
 
-fn binary(left: Expr, op: BinaryOp, right: Expr) -> Expr {
-    Expr::Binary {
-        left: Box::new(left),
+type NResult<'a> = PResult<'a, Node>;
+
+impl Node {
+    fn leaf(expr: Expr) -> Node {
+        Node {
+            expr,
+            height: 1,
+            nodes: 1,
+        }
+    }
+}
+
+/// The height and node count of a new node over `children`, or an error at
+/// `at` when it would break [`MAX_HEIGHT`] or [`MAX_NODES`].
+fn grow<'a>(at: &'a str, children: &[&Node]) -> Result<(usize, usize), nom::Err<PErr<'a>>> {
+    let height = 1 + children.iter().map(|c| c.height).max().unwrap_or(0);
+    let nodes = 1 + children.iter().map(|c| c.nodes).sum::<usize>();
+    check_size(at, height, nodes)?;
+    Ok((height, nodes))
+}
+
+fn check_size(at: &str, height: usize, nodes: usize) -> Result<(), nom::Err<PErr<'_>>> {
+    if height > MAX_HEIGHT {
+        let message = format!(
+            "expression too long: more than {MAX_HEIGHT} levels of operators \
+             (for many alternatives use IN (...))"
+        );
+        return failure::<()>(skip_ws(at), message).map(|_| ());
+    }
+    if nodes > MAX_NODES {
+        let message = format!("expression too large: more than {MAX_NODES} terms");
+        return failure::<()>(skip_ws(at), message).map(|_| ());
+    }
+    Ok(())
+}
+
+/// An expression.
+pub(crate) fn expr(input: &str) -> PResult<'_, Expr> {
+    or_expr(input, 0).map(|(rest, n)| (rest, n.expr))
+}
+
+/// `left op right`, checked at `at` (the operator).
+fn binary<'a>(at: &'a str, left: Node, op: BinaryOp, right: Node) -> NResult<'a> {
+    let (height, nodes) = grow(at, &[&left, &right])?;
+    let expr = Expr::Binary {
+        left: Box::new(left.expr),
         op,
-        right: Box::new(right),
+        right: Box::new(right.expr),
+    };
+    Ok((
+        at,
+        Node {
+            expr,
+            height,
+            nodes,
+        },
+    ))
+}
+
+/// `op operand`, checked at `at`.
+fn unary_node(at: &str, op: UnaryOp, operand: Node) -> NResult<'_> {
+    let (height, nodes) = grow(at, &[&operand])?;
+    let expr = Expr::Unary {
+        op,
+        expr: Box::new(operand.expr),
+    };
+    Ok((
+        at,
+        Node {
+            expr,
+            height,
+            nodes,
+        },
+    ))
+}
+
+/// `or_expr` (or `operand`) at `input`, required: what [`expect`] does,
+/// without its two closure frames on the stack of every nesting level.
+fn required<'a>(
+    input: &'a str,
+    depth: usize,
+    operand: fn(&'a str, usize) -> NResult<'a>,
+    message: &'static str,
+) -> NResult<'a> {
+    match operand(input, depth) {
+        Err(nom::Err::Error(e)) => {
+            let start = skip_ws(input);
+            if e.message.is_some() && e.input.len() < start.len() {
+                Err(nom::Err::Failure(e))
+            } else {
+                failure(start, message)
+            }
+        }
+        other => other,
     }
 }
 
@@ -45,37 +158,40 @@ fn deeper(input: &str, depth: usize) -> PResult<'_, usize> {
     }
 }
 
-fn or_expr(input: &str, depth: usize) -> PResult<'_, Expr> {
-    let (mut i, mut left) = and_expr(input, depth)?;
-    while let Ok((rest, _)) = keyword("OR")(i) {
-        let (rest, right) = expect(|i| and_expr(i, depth), EXPR_EXPECTED)(rest)?;
-        left = binary(left, BinaryOp::Or, right);
+/// A left-associative chain `operand (op operand)*`: `op` reads an operator.
+fn chain<'a>(
+    input: &'a str,
+    depth: usize,
+    operand: fn(&'a str, usize) -> NResult<'a>,
+    op: impl Fn(&'a str) -> PResult<'a, BinaryOp>,
+) -> NResult<'a> {
+    let (mut i, mut left) = operand(input, depth)?;
+    while let Ok((rest, o)) = op(i) {
+        let (rest, right) = required(rest, depth, operand, EXPR_EXPECTED)?;
+        (_, left) = binary(i, left, o, right)?;
         i = rest;
     }
     Ok((i, left))
 }
 
-fn and_expr(input: &str, depth: usize) -> PResult<'_, Expr> {
-    let (mut i, mut left) = not_expr(input, depth)?;
-    while let Ok((rest, _)) = keyword("AND")(i) {
-        let (rest, right) = expect(|i| not_expr(i, depth), EXPR_EXPECTED)(rest)?;
-        left = binary(left, BinaryOp::And, right);
-        i = rest;
-    }
-    Ok((i, left))
+fn or_expr(input: &str, depth: usize) -> NResult<'_> {
+    chain(input, depth, and_expr, |i| {
+        keyword("OR")(i).map(|(r, _)| (r, BinaryOp::Or))
+    })
 }
 
-fn not_expr(input: &str, depth: usize) -> PResult<'_, Expr> {
+fn and_expr(input: &str, depth: usize) -> NResult<'_> {
+    chain(input, depth, not_expr, |i| {
+        keyword("AND")(i).map(|(r, _)| (r, BinaryOp::And))
+    })
+}
+
+fn not_expr(input: &str, depth: usize) -> NResult<'_> {
     if let Ok((rest, _)) = keyword("NOT")(input) {
         let (rest, depth) = deeper(rest, depth)?;
-        let (rest, operand) = expect(|i| not_expr(i, depth), EXPR_EXPECTED)(rest)?;
-        return Ok((
-            rest,
-            Expr::Unary {
-                op: UnaryOp::Not,
-                expr: Box::new(operand),
-            },
-        ));
+        let (rest, operand) = required(rest, depth, not_expr, EXPR_EXPECTED)?;
+        let (_, n) = unary_node(input, UnaryOp::Not, operand)?;
+        return Ok((rest, n));
     }
     comparison(input, depth)
 }
@@ -102,17 +218,30 @@ fn comparison_op(input: &str) -> PResult<'_, BinaryOp> {
     super::lex::backtrack(i)
 }
 
-fn comparison(input: &str, depth: usize) -> PResult<'_, Expr> {
+fn comparison(input: &str, depth: usize) -> NResult<'_> {
     let (i, left) = additive(input, depth)?;
+    predicate(i, left, depth)
+}
+
+/// What may follow the left operand of a comparison. Apart from
+/// [`comparison`] so that its locals stay off the stack of the recursion
+/// through parentheses (each level of which passes through `comparison`).
+fn predicate(i: &str, left: Node, depth: usize) -> NResult<'_> {
     let operand = |i| additive(i, depth);
     if let Ok((rest, _)) = keyword("IS")(i) {
         let (rest, negated) = nom::combinator::opt(keyword("NOT")).parse(rest)?;
         let (rest, _) = expect(keyword("NULL"), "expected NULL or NOT NULL after IS")(rest)?;
+        let (height, nodes) = grow(i, &[&left])?;
+        let expr = Expr::IsNull {
+            expr: Box::new(left.expr),
+            negated: negated.is_some(),
+        };
         return Ok((
             rest,
-            Expr::IsNull {
-                expr: Box::new(left),
-                negated: negated.is_some(),
+            Node {
+                expr,
+                height,
+                nodes,
             },
         ));
     }
@@ -122,94 +251,116 @@ fn comparison(input: &str, depth: usize) -> PResult<'_, Expr> {
     };
     if let Ok((rest, _)) = keyword("IN")(j) {
         let (rest, _) = expect(punct('('), "expected '(' and a list of values")(rest)?;
-        let (rest, list) =
-            nom::multi::separated_list1(punct(','), expect(|i| or_expr(i, depth), EXPR_EXPECTED))
-                .parse(rest)?;
-        let (rest, _) = expect(punct(')'), "expected ',' or ')'")(rest)?;
-        return Ok((
-            rest,
-            Expr::InList {
-                expr: Box::new(left),
-                list,
-                negated,
-            },
-        ));
+        // Items may hold IN lists themselves: the list is a nesting level.
+        let (rest, depth) = deeper(rest, depth)?;
+        return in_list(rest, left, negated, depth);
     }
     if let Ok((rest, _)) = keyword("BETWEEN")(j) {
         let (rest, low) = expect(operand, EXPR_EXPECTED)(rest)?;
         let (rest, _) = expect(keyword("AND"), "expected AND")(rest)?;
         let (rest, high) = expect(operand, EXPR_EXPECTED)(rest)?;
+        let (height, nodes) = grow(i, &[&left, &low, &high])?;
+        let expr = Expr::Between {
+            expr: Box::new(left.expr),
+            low: Box::new(low.expr),
+            high: Box::new(high.expr),
+            negated,
+        };
         return Ok((
             rest,
-            Expr::Between {
-                expr: Box::new(left),
-                low: Box::new(low),
-                high: Box::new(high),
-                negated,
+            Node {
+                expr,
+                height,
+                nodes,
             },
         ));
     }
     if negated {
         let (rest, _) = expect(keyword("LIKE"), "expected LIKE, IN or BETWEEN after NOT")(j)?;
         let (rest, right) = expect(operand, EXPR_EXPECTED)(rest)?;
-        return Ok((rest, binary(left, BinaryOp::NotLike, right)));
+        let (_, n) = binary(i, left, BinaryOp::NotLike, right)?;
+        return Ok((rest, n));
     }
     match comparison_op(i) {
         Ok((rest, op)) => {
             let (rest, right) = expect(operand, EXPR_EXPECTED)(rest)?;
-            Ok((rest, binary(left, op, right)))
+            let (_, n) = binary(i, left, op, right)?;
+            Ok((rest, n))
         }
         Err(_) => Ok((i, left)),
     }
 }
 
-fn additive(input: &str, depth: usize) -> PResult<'_, Expr> {
-    let (mut i, mut left) = multiplicative(input, depth)?;
+/// The items of `left [NOT] IN (` up to the `)`; sizes are checked item by
+/// item so a huge list stops at the limit.
+fn in_list(input: &str, left: Node, negated: bool, depth: usize) -> NResult<'_> {
+    let (mut height, mut nodes) = (left.height + 1, left.nodes + 1);
+    let mut list = Vec::new();
+    let mut i = input;
     loop {
-        let j = skip_ws(i);
-        let op = match j.as_bytes().first() {
-            Some(b'+') => BinaryOp::Add,
-            Some(b'-') => BinaryOp::Sub,
-            _ => return Ok((i, left)),
-        };
-        let (rest, right) = expect(|i| multiplicative(i, depth), EXPR_EXPECTED)(&j[1..])?;
-        left = binary(left, op, right);
-        i = rest;
+        let (rest, item) = required(i, depth, or_expr, EXPR_EXPECTED)?;
+        height = height.max(item.height + 1);
+        nodes += item.nodes;
+        check_size(i, height, nodes)?;
+        list.push(item.expr);
+        match punct(',')(rest) {
+            Ok((rest, _)) => i = rest,
+            Err(_) => {
+                i = rest;
+                break;
+            }
+        }
     }
+    let (rest, _) = expect(punct(')'), "expected ',' or ')'")(i)?;
+    let expr = Expr::InList {
+        expr: Box::new(left.expr),
+        list,
+        negated,
+    };
+    Ok((
+        rest,
+        Node {
+            expr,
+            height,
+            nodes,
+        },
+    ))
 }
 
-fn multiplicative(input: &str, depth: usize) -> PResult<'_, Expr> {
-    let (mut i, mut left) = unary(input, depth)?;
-    loop {
+fn additive(input: &str, depth: usize) -> NResult<'_> {
+    chain(input, depth, multiplicative, |i| {
         let j = skip_ws(i);
-        let op = match j.as_bytes().first() {
-            Some(b'*') => BinaryOp::Mul,
-            Some(b'/') => BinaryOp::Div,
-            Some(b'%') => BinaryOp::Mod,
-            _ => return Ok((i, left)),
-        };
-        let (rest, right) = expect(|i| unary(i, depth), EXPR_EXPECTED)(&j[1..])?;
-        left = binary(left, op, right);
-        i = rest;
-    }
+        match j.as_bytes().first() {
+            Some(b'+') => Ok((&j[1..], BinaryOp::Add)),
+            Some(b'-') => Ok((&j[1..], BinaryOp::Sub)),
+            _ => super::lex::backtrack(j),
+        }
+    })
 }
 
-fn unary(input: &str, depth: usize) -> PResult<'_, Expr> {
+fn multiplicative(input: &str, depth: usize) -> NResult<'_> {
+    chain(input, depth, unary, |i| {
+        let j = skip_ws(i);
+        match j.as_bytes().first() {
+            Some(b'*') => Ok((&j[1..], BinaryOp::Mul)),
+            Some(b'/') => Ok((&j[1..], BinaryOp::Div)),
+            Some(b'%') => Ok((&j[1..], BinaryOp::Mod)),
+            _ => super::lex::backtrack(j),
+        }
+    })
+}
+
+fn unary(input: &str, depth: usize) -> NResult<'_> {
     let i = skip_ws(input);
     if let Some(rest) = i.strip_prefix('-') {
         // `-5` is a negative literal; `-x`, `-(5)` negate.
         if rest.as_bytes().first().is_some_and(u8::is_ascii_digit) {
-            return number(i).map(|(r, l)| (r, Expr::Literal(l)));
+            return number(i).map(|(r, l)| (r, Node::leaf(Expr::Literal(l))));
         }
         let (rest, depth) = deeper(rest, depth)?;
-        let (rest, operand) = expect(|i| unary(i, depth), EXPR_EXPECTED)(rest)?;
-        return Ok((
-            rest,
-            Expr::Unary {
-                op: UnaryOp::Neg,
-                expr: Box::new(operand),
-            },
-        ));
+        let (rest, operand) = required(rest, depth, unary, EXPR_EXPECTED)?;
+        let (_, n) = unary_node(i, UnaryOp::Neg, operand)?;
+        return Ok((rest, n));
     }
     primary(i, depth)
 }
@@ -270,18 +421,28 @@ fn function_of(word: &str) -> Option<Function> {
     .map(|(_, f)| f)
 }
 
-fn primary(input: &str, depth: usize) -> PResult<'_, Expr> {
+fn primary(input: &str, depth: usize) -> NResult<'_> {
     let i = skip_ws(input);
+    if let Some(inner) = i.strip_prefix('(') {
+        let (rest, depth) = deeper(inner, depth)?;
+        let (rest, inner) = required(rest, depth, or_expr, EXPR_EXPECTED)?;
+        let (rest, _) = expect(punct(')'), "expected ')'")(rest)?;
+        return Ok((rest, inner));
+    }
+    atom(i, depth)
+}
+
+/// A primary other than a parenthesis: literal, path or function call.
+fn atom(i: &str, depth: usize) -> NResult<'_> {
+    let leaf = |(r, e)| (r, Node::leaf(e));
     match i.as_bytes().first() {
-        Some(b'(') => {
-            let (rest, depth) = deeper(&i[1..], depth)?;
-            let (rest, inner) = expect(|i| or_expr(i, depth), EXPR_EXPECTED)(rest)?;
-            let (rest, _) = expect(punct(')'), "expected ')'")(rest)?;
-            return Ok((rest, inner));
+        Some(b'\'') => {
+            return string(i).map(|(r, s)| (r, Node::leaf(Expr::Literal(Literal::String(s)))));
         }
-        Some(b'\'') => return string(i).map(|(r, s)| (r, Expr::Literal(Literal::String(s)))),
-        Some(c) if c.is_ascii_digit() => return number(i).map(|(r, l)| (r, Expr::Literal(l))),
-        Some(b'"') => return path(i),
+        Some(c) if c.is_ascii_digit() => {
+            return number(i).map(|(r, l)| (r, Node::leaf(Expr::Literal(l))));
+        }
+        Some(b'"') => return path(i).map(leaf),
         _ => {}
     }
     let (after, word) = ident(i)?;
@@ -291,7 +452,7 @@ fn primary(input: &str, depth: usize) -> PResult<'_, Expr> {
         ("FALSE", Literal::Bool(false)),
     ] {
         if word.eq_ignore_ascii_case(kw) {
-            return Ok((after, Expr::Literal(lit)));
+            return Ok((after, Node::leaf(Expr::Literal(lit))));
         }
     }
     if let Some(func) = function_of(word)
@@ -305,27 +466,33 @@ fn primary(input: &str, depth: usize) -> PResult<'_, Expr> {
     {
         return super::lex::backtrack(i);
     }
-    path(i)
+    path(i).map(leaf)
 }
 
 /// The arguments of a function after its `(`.
-fn function(input: &str, func: Function, depth: usize) -> PResult<'_, Expr> {
+fn function(input: &str, func: Function, depth: usize) -> NResult<'_> {
     let i = skip_ws(input);
     if let Some(rest) = i.strip_prefix('*') {
         if func != Function::Count {
             return failure(i, "only COUNT takes *");
         }
         let (rest, _) = expect(punct(')'), "expected ')'")(rest)?;
-        return Ok((rest, Expr::Function { func, arg: None }));
+        return Ok((rest, Node::leaf(Expr::Function { func, arg: None })));
     }
     let (rest, depth) = deeper(i, depth)?;
-    let (rest, arg) = expect(|i| or_expr(i, depth), "expected an expression or *")(rest)?;
+    let (rest, arg) = required(rest, depth, or_expr, "expected an expression or *")?;
     let (rest, _) = expect(punct(')'), "expected ')'")(rest)?;
+    let (height, nodes) = grow(i, &[&arg])?;
+    let expr = Expr::Function {
+        func,
+        arg: Some(Box::new(arg.expr)),
+    };
     Ok((
         rest,
-        Expr::Function {
-            func,
-            arg: Some(Box::new(arg)),
+        Node {
+            expr,
+            height,
+            nodes,
         },
     ))
 }

@@ -301,9 +301,15 @@ pub(crate) fn quantity(input: &str) -> PResult<'_, Quantity> {
         return Ok((rest, Quantity::Count(n)));
     }
     if let Some(m) = unit_value(DURATION_UNITS, unit) {
-        return match n.checked_mul(m) {
+        // Times are i64 ms everywhere they are stored or compared: refuse,
+        // never clamp, a duration past that.
+        let max = i64::MAX.unsigned_abs();
+        return match n.checked_mul(m).filter(|ms| *ms <= max) {
             Some(ms) => Ok((rest, Quantity::Duration(Duration::from_millis(ms)))),
-            None => failure(start, format!("{text}: duration too large")),
+            None => failure(
+                start,
+                format!("{text}: duration too large (at most {max}ms)"),
+            ),
         };
     }
     if let Some(m) = unit_value(SIZE_UNITS, unit) {
@@ -356,8 +362,8 @@ pub(crate) fn timestamp(input: &str) -> PResult<'_, TimeSpec> {
         {
             return Ok((rest, TimeSpec::Ago(d)));
         }
-    } else if let Ok(ts) = text.parse::<jiff::Timestamp>() {
-        return Ok((rest, TimeSpec::Absolute(ts.as_millisecond())));
+    } else if let Some(ms) = crate::value::parse_timestamp_ms(&text) {
+        return Ok((rest, TimeSpec::Absolute(ms)));
     }
     failure(start, TIMESTAMP_EXPECTED)
 }

@@ -244,7 +244,8 @@ fn statement(input: &str) -> PResult<'_, Statement> {
 pub fn parse_script(input: &str) -> Result<Vec<ParsedStatement>, ParseError> {
     let offset = |rest: &str| input.len() - rest.len();
     let mut out = Vec::new();
-    let mut i = input;
+    // A UTF-8 byte order mark (files saved by some editors) is not text.
+    let mut i = input.strip_prefix('\u{feff}').unwrap_or(input);
     loop {
         i = skip_ws(i);
         if i.is_empty() {
@@ -279,7 +280,7 @@ pub fn parse_script(input: &str) -> Result<Vec<ParsedStatement>, ParseError> {
 /// # Errors
 /// A syntax error, or an error when there is no statement or more than one.
 pub fn parse_statement(input: &str) -> Result<Statement, ParseError> {
-    let start = skip_ws(input);
+    let start = skip_ws(input.strip_prefix('\u{feff}').unwrap_or(input));
     if start.is_empty() || start.starts_with(';') {
         return Err(ParseError::at(
             input,
