@@ -190,6 +190,11 @@ impl Shell {
             n += 1;
             let text = std::str::from_utf8(&line)
                 .map_err(|_| ShellError::Command(format!("{name} line {n}: not UTF-8 text")))?;
+            let text = if n == 1 {
+                text.strip_prefix('\u{feff}').unwrap_or(text)
+            } else {
+                text
+            };
             if text.trim_start().starts_with('.') && at_statement_start(&pending) {
                 pending.clear();
                 if dot::run(self, text.trim())? == Flow::Quit {
