@@ -99,6 +99,13 @@ pub enum Error {
     /// tried something that would break mqlite (names what); nothing was done.
     #[error("application SQL inside a transaction may not {0}")]
     Forbidden(String),
+    /// CHECK found the file damaged or mqlite's tables inconsistent; one
+    /// line per problem, as SQLite's integrity check or mqlite reports it.
+    #[error("CHECK found {} problem(s) in the database:\n{}", problems.len(), problems.join("\n"))]
+    CheckFailed {
+        /// What was found.
+        problems: Vec<String>,
+    },
     /// SQLite reported an error.
     #[error("storage error: {0}")]
     Sqlite(rusqlite::Error),
