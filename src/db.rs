@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+use crate::app_sql::TxConn;
 use crate::commit::GroupCommit;
 use crate::group::{self, ConsumeSpec, Delivery, GroupInfo, IdBlock, Subscription};
 use crate::lang::ast::{NackAction, Statement, TopicKind};
@@ -159,7 +160,7 @@ struct Inner {
     /// Delivery ids reserved for this handle.
     ids: Mutex<IdBlock>,
     /// Idle connections for explicit transactions.
-    spare: Mutex<Vec<Connection>>,
+    spare: Mutex<Vec<TxConn>>,
     /// Concurrent publishers share commits.
     group_commit: GroupCommit,
     /// Topic definitions for grouped publishes; locked only by a
@@ -569,8 +570,9 @@ impl Database {
         })
     }
 
-    /// A connection for an explicit transaction: an idle one, or a new one.
-    pub(crate) fn take_connection(&self) -> Result<Connection> {
+    /// A connection for an explicit transaction: an idle one, or a new one
+    /// (with the authorizer for application SQL installed once, here).
+    pub(crate) fn take_connection(&self) -> Result<TxConn> {
         if let Some(c) = self
             .inner
             .spare
@@ -580,11 +582,16 @@ impl Database {
         {
             return Ok(c);
         }
-        storage::open(&self.inner.path, self.inner.durability, false)
+        TxConn::new(storage::open(
+            &self.inner.path,
+            self.inner.durability,
+            false,
+        )?)
     }
 
-    /// Returns a healthy connection to the idle list.
-    pub(crate) fn give_back(&self, conn: Connection) {
+    /// Returns a healthy connection to the idle list. Only connections the
+    /// application never held come back (see `Transaction::finish`).
+    pub(crate) fn give_back(&self, conn: TxConn) {
         let mut spare = self.inner.spare.lock().unwrap_or_else(|p| p.into_inner());
         if spare.len() < 4 {
             spare.push(conn);

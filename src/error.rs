@@ -129,12 +129,37 @@ pub enum Error {
     /// BEGIN inside a transaction, or COMMIT/ROLLBACK outside one.
     #[error("{0}")]
     Transaction(String),
+    /// The application's SQL on [`Transaction::connection`](crate::Transaction::connection)
+    /// tried something that would break mqlite (names what); nothing was done.
+    #[error("application SQL inside a transaction may not {0}")]
+    Forbidden(String),
+    /// CHECK found the file damaged or mqlite's tables inconsistent; one
+    /// line per problem, as SQLite's integrity check or mqlite reports it.
+    #[error("CHECK found {} problem(s) in the database:\n{}", problems.len(), problems.join("\n"))]
+    CheckFailed {
+        /// What was found.
+        problems: Vec<String>,
+    },
     /// SQLite reported an error.
     #[error("storage error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     /// The operating system reported an error.
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl From<rusqlite::Error> for Error {
+    /// A statement the transaction's authorizer refused becomes `Forbidden`
+    /// with the reason it recorded on this thread (SQLite itself only says
+    /// "not authorized").
+    fn from(e: rusqlite::Error) -> Error {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::AuthorizationForStatementDenied)
+            && let Some(why) = crate::app_sql::take_refusal()
+        {
+            return Error::Forbidden(why);
+        }
+        Error::Sqlite(e)
+    }
 }
 
 /// The result type of mqlite.

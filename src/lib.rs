@@ -40,6 +40,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+mod app_sql;
 mod bench;
 mod clock;
 mod commit;

@@ -1,10 +1,12 @@
 //! Explicit transactions: consume, publish, ack, nack, replay, offset commits,
 //! processed marks and the application's own SQL, all or nothing.
 
+use std::cell::Cell;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::app_sql::TxConn;
 use crate::db::{self, ConsumeRequest, run_cached};
 use crate::group::{self, Delivery};
 use crate::lang::ast::{NackAction, ReplayFrom};
@@ -27,10 +29,18 @@ pub const DEFAULT_PROCESSED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 #[derive(Debug)]
 pub struct Transaction {
     db: Database,
-    conn: Option<Connection>,
+    conn: Option<TxConn>,
     failed: Option<String>,
     published: bool,
+    /// The application was handed the connection: it may carry state no
+    /// authorizer sees (`set_db_config`, `busy_timeout`), undone by
+    /// `TxConn::reset` before the connection goes back to the idle list.
+    lent: Cell<bool>,
 }
+
+/// Why a transaction whose connection is no longer in a transaction fails.
+const ENDED: &str = "the transaction was ended inside SQLite (INSERT OR ROLLBACK, RAISE(ROLLBACK) \
+                     or an error after which SQLite rolls back)";
 
 impl Database {
     /// Starts an explicit write transaction. It holds the database's write
@@ -44,12 +54,13 @@ impl Database {
         }
         self.reserve_ids()?;
         let conn = self.take_connection()?;
-        run_cached(&conn, "BEGIN IMMEDIATE")?;
+        run_cached(conn.own(), "BEGIN IMMEDIATE")?;
         Ok(Transaction {
             db: self.clone(),
             conn: Some(conn),
             failed: None,
             published: false,
+            lent: Cell::new(false),
         })
     }
 
@@ -70,9 +81,11 @@ fn fenced(e: &Error) -> bool {
 }
 
 impl Transaction {
+    /// The connection for mqlite's own statements (application checks off).
     fn conn(&self) -> Result<&Connection> {
         self.conn
             .as_ref()
+            .map(TxConn::own)
             .ok_or_else(|| Error::Transaction("the transaction is over".into()))
     }
 
@@ -83,11 +96,20 @@ impl Transaction {
         }
         let now = self.db.now_for_write()?;
         let c = self.conn()?;
+        // Out of its transaction, SAVEPOINT would start one and RELEASE commit it.
+        if c.is_autocommit() {
+            self.failed = Some(ENDED.into());
+            return Err(Error::TransactionAborted(ENDED.into()));
+        }
         run_cached(c, "SAVEPOINT mq_step")?;
         match f(c, now) {
             Ok(v) => {
                 run_cached(c, "RELEASE mq_step")?;
                 Ok(v)
+            }
+            Err(e) if c.is_autocommit() => {
+                self.failed = Some(ENDED.into());
+                Err(e)
             }
             Err(e) => {
                 run_cached(c, "ROLLBACK TO mq_step")?;
@@ -108,13 +130,41 @@ impl Transaction {
         self.published = true;
     }
 
-    /// The transaction's connection, for the application's own tables. Do not
-    /// run BEGIN/COMMIT/ROLLBACK on it.
+    /// The transaction's connection, for the application's own tables: what
+    /// it does commits or rolls back with the rest of the transaction.
+    ///
+    /// The application may create, alter, drop, read and write its own
+    /// tables, views, indexes and triggers, read every table (`mq_` ones
+    /// included), call functions, and run reporting pragmas
+    /// (`table_info`, `index_list`, `foreign_key_check`, ...), read settings
+    /// (`PRAGMA user_version` without a value) and set `defer_foreign_keys`.
+    ///
+    /// It may not (the statement fails to prepare; converted into
+    /// [`Error`] it is [`Error::Forbidden`] naming what was refused):
+    /// write, create, drop, alter, index or put triggers on `mq_` and
+    /// `sqlite_` tables and views (also from its own triggers); run
+    /// BEGIN/COMMIT/ROLLBACK/SAVEPOINT/RELEASE; create or drop TEMP objects;
+    /// ATTACH/DETACH; set any other pragma or run pragmas that act
+    /// (`optimize`, `wal_checkpoint`, ...).
+    ///
+    /// If its SQL makes SQLite roll the transaction back (`INSERT OR
+    /// ROLLBACK`, `RAISE(ROLLBACK)`), every later operation and `commit`
+    /// fail with [`Error::TransactionAborted`].
+    ///
+    /// The `Connection` API is not SQL and not checked: mqlite restores the
+    /// busy timeout and the `set_db_config` flags before the connection
+    /// serves another transaction, but cannot undo functions, collations
+    /// or modules registered on it; do not register any.
     ///
     /// # Errors
     /// After `commit`/`rollback` (not reachable through the public API).
     pub fn connection(&self) -> Result<&Connection> {
-        self.conn()
+        let conn = self
+            .conn
+            .as_ref()
+            .ok_or_else(|| Error::Transaction("the transaction is over".into()))?;
+        self.lent.set(true);
+        Ok(conn.lend())
     }
 
     /// Publishes one message in this transaction.
@@ -246,13 +296,20 @@ impl Transaction {
             self.finish(false);
             return Err(Error::TransactionAborted(why));
         }
-        let Some(conn) = self.conn.take() else {
+        if self.conn()?.is_autocommit() {
+            self.finish(false);
+            return Err(Error::TransactionAborted(ENDED.into()));
+        }
+        let Some(tx_conn) = self.conn.take() else {
             return Err(Error::Transaction("the transaction is over".into()));
         };
-        match run_cached(&conn, "COMMIT") {
+        let conn = tx_conn.own();
+        match run_cached(conn, "COMMIT") {
             Ok(()) => {
-                crate::topic::shrink_if_drained(&conn);
-                self.db.give_back(conn);
+                crate::topic::shrink_if_drained(conn);
+                if !self.lent.get() || tx_conn.reset().is_ok() {
+                    self.db.give_back(tx_conn);
+                }
                 if self.published {
                     self.db.wake_waiters();
                 }
@@ -261,7 +318,7 @@ impl Transaction {
             Err(e) => {
                 // Outcome unknown: roll back what may be left and never reuse
                 // this connection (after an fsync error it cannot be trusted).
-                crate::db::rollback(&conn);
+                crate::db::rollback(conn);
                 Err(Error::commit_failed("COMMIT", &e))
             }
         }
@@ -278,7 +335,8 @@ impl Transaction {
 
     fn finish(&mut self, _commit: bool) {
         if let Some(conn) = self.conn.take()
-            && run_cached(&conn, "ROLLBACK").is_ok()
+            && run_cached(conn.own(), "ROLLBACK").is_ok()
+            && (!self.lent.get() || conn.reset().is_ok())
         {
             self.db.give_back(conn);
         }

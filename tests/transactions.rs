@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{err, open, rows};
-use mqlite::{ConsumeRequest, Error, Message, Subscription};
+use mqlite::{ConsumeRequest, Error, Message, Subscription, rusqlite};
 use serde_json::json;
 
 fn setup(db: &mqlite::Database) {
@@ -378,5 +378,292 @@ fn explicit_offset_commit_inside_a_transaction() {
         db.topic_stats("ev").unwrap().messages,
         2,
         "UNTIL CONSUMED trimmed below the committed offset"
+    );
+}
+
+/// What a refused statement of application SQL becomes as an mqlite error.
+fn refused(e: rusqlite::Error) -> String {
+    match Error::from(e) {
+        Error::Forbidden(what) => what,
+        other => panic!("expected Error::Forbidden, got {other:?}"),
+    }
+}
+
+/// The file's identity and schema, and the delivery id counter.
+fn fingerprint(path: &std::path::Path) -> (i64, i64, Vec<String>, String) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let app: i64 = c
+        .query_row("PRAGMA application_id", [], |r| r.get(0))
+        .unwrap();
+    let ver: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    let mut st = c
+        .prepare("SELECT type || ' ' || name || ' ' || COALESCE(sql, '') FROM sqlite_schema ORDER BY name")
+        .unwrap();
+    let schema = st
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<Vec<String>>>()
+        .unwrap();
+    let next: String = c
+        .query_row(
+            "SELECT CAST(value AS TEXT) FROM mq_meta WHERE name = 'next_delivery_id'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    (app, ver, schema, next)
+}
+
+#[test]
+fn application_sql_cannot_change_what_belongs_to_mqlite() {
+    let t = open();
+    let db = &t.db;
+    setup(db);
+    db.publish("order.placed", Message::new("o1")).unwrap();
+    let before = fingerprint(&t.path);
+    let attacks = [
+        ("DROP TABLE mq_messages", "mq_messages"),
+        ("DELETE FROM mq_messages", "mq_messages"),
+        (
+            "UPDATE mq_meta SET value = 1 WHERE name = 'next_delivery_id'",
+            "mq_meta",
+        ),
+        ("INSERT INTO mq_topics (name) VALUES ('x')", "mq_topics"),
+        ("UPDATE sqlite_sequence SET seq = 0", "sqlite_sequence"),
+        ("CREATE INDEX mine ON mq_messages (ts)", "mq_messages"),
+        (
+            "CREATE TRIGGER mine AFTER INSERT ON mq_messages BEGIN SELECT 1; END",
+            "mq_messages",
+        ),
+        ("ALTER TABLE mq_dlq ADD COLUMN x", "mq_dlq"),
+        ("CREATE TABLE mq_mine (x)", "mq_mine"),
+        ("DROP VIEW mq_partition_state", "mq_partition_state"),
+        ("PRAGMA writable_schema = ON", "writable_schema"),
+        ("PRAGMA application_id = 0", "application_id"),
+        ("PRAGMA user_version = 99", "user_version"),
+        ("PRAGMA main.journal_mode = DELETE", "journal_mode"),
+        ("PRAGMA optimize", "optimize"),
+        ("ATTACH ':memory:' AS other", "ATTACH"),
+        // A trigger on the application's own table that writes mqlite's.
+        (
+            "CREATE TRIGGER sneaky AFTER INSERT ON invoices BEGIN DELETE FROM mq_messages; END;
+             INSERT INTO invoices VALUES ('o9', 1)",
+            "mq_messages",
+        ),
+    ];
+    let mut tx = db.transaction().unwrap();
+    tx.publish("invoice.created", Message::new("kept")).unwrap();
+    for (sql, named) in attacks {
+        let e = tx.connection().unwrap().execute_batch(sql).unwrap_err();
+        let what = refused(e);
+        assert!(what.contains(named), "{sql}: {what}");
+        // The transaction goes on: mqlite's own work is not blocked.
+        tx.publish("invoice.created", Message::new("kept")).unwrap();
+    }
+    // The trigger above was created on an application table: allowed, but it
+    // cannot fire into mq_ tables. Drop it so the table stays usable.
+    tx.connection()
+        .unwrap()
+        .execute_batch("DROP TRIGGER sneaky")
+        .unwrap();
+    tx.commit().unwrap();
+
+    assert_eq!(
+        fingerprint(&t.path),
+        before,
+        "file identity and schema unchanged"
+    );
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
+        json!(attacks.len() + 1)
+    );
+    let d = db
+        .consume(&ConsumeRequest::topic("order.placed", "billing"))
+        .unwrap();
+    assert_eq!(d[0].payload_str(), "o1");
+    db.ack(&[d[0].id]).unwrap();
+    assert_eq!(rows(db, "CHECK"), [json!({"result": "ok"})]);
+}
+
+#[test]
+fn application_sql_keeps_its_own_tables_and_reads() {
+    let t = open();
+    let db = &t.db;
+    setup(db);
+    let mut tx = db.transaction().unwrap();
+    let c = tx.connection().unwrap();
+    c.execute_batch(
+        "CREATE TABLE log (id INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT);
+         CREATE INDEX log_what ON log (what);
+         CREATE TRIGGER audit AFTER INSERT ON invoices BEGIN INSERT INTO log (what) VALUES (NEW.order_id); END;
+         INSERT INTO invoices VALUES ('o1', 10);
+         UPDATE invoices SET total = 11;
+         PRAGMA defer_foreign_keys = ON;",
+    )
+    .unwrap();
+    let cols: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('invoices')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(cols, 2);
+    let ver: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert!(ver > 0, "reading a setting is allowed");
+    let topics: i64 = c
+        .query_row("SELECT COUNT(*) FROM mq_topics", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(topics, 2, "reading mqlite's tables is allowed");
+    // mqlite's own statements, typed or through the language, still run.
+    tx.execute("PUBLISH invoice.created 'i1'; CREATE TOPIC made.inside")
+        .unwrap();
+    tx.connection()
+        .unwrap()
+        .execute("DELETE FROM log", [])
+        .unwrap();
+    tx.commit().unwrap();
+    assert_eq!(invoices(db), 1);
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
+        1
+    );
+    assert!(db.topic_stats("made.inside").is_ok());
+}
+
+#[test]
+fn nothing_of_a_transaction_connection_leaks_into_the_next_transaction() {
+    let t = open();
+    let db = &t.db;
+    setup(db);
+    db.execute("CREATE TOPIC ev PARTITIONS 1").unwrap();
+    let tx = db.transaction().unwrap();
+    let c = tx.connection().unwrap();
+    let trigger = "CREATE TEMP TRIGGER eat AFTER INSERT ON mq_messages BEGIN DELETE FROM mq_messages WHERE rowid = NEW.rowid; END";
+    assert!(refused(c.execute_batch(trigger).unwrap_err()).contains("temporary"));
+    let view = "CREATE TEMP VIEW v AS SELECT 1";
+    assert!(refused(c.execute_batch(view).unwrap_err()).contains("temporary"));
+    assert!(refused(c.execute_batch("PRAGMA query_only = 1").unwrap_err()).contains("query_only"));
+    // Not SQL, so no authorizer sees it: the connection must not be reused.
+    c.busy_timeout(Duration::ZERO).unwrap();
+    let writable = rusqlite::config::DbConfig::SQLITE_DBCONFIG_WRITABLE_SCHEMA;
+    c.set_db_config(writable, true).unwrap();
+    tx.commit().unwrap();
+    let tx = db.transaction().unwrap();
+    let on: bool = tx
+        .connection()
+        .unwrap()
+        .query_row("PRAGMA writable_schema", [], |r| r.get(0))
+        .unwrap();
+    assert!(!on, "a flag set through the Connection API was reset");
+    tx.rollback().unwrap();
+
+    // Another writer holds the lock for a moment: the next transaction waits
+    // for it (busy timeout) instead of failing at once.
+    let (locked, wait) = std::sync::mpsc::channel();
+    let path = t.path.clone();
+    let writer = std::thread::spawn(move || {
+        let other = rusqlite::Connection::open(path).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        locked.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        other.execute_batch("COMMIT").unwrap();
+    });
+    wait.recv().unwrap();
+    let tx = db.transaction().unwrap();
+    tx.rollback().unwrap();
+    writer.join().unwrap();
+
+    for want in 0..2u64 {
+        let mut tx = db.transaction().unwrap();
+        let p = tx.publish("ev", Message::new(format!("m{want}"))).unwrap();
+        assert_eq!(p.offset, want);
+        tx.commit().unwrap();
+    }
+    assert_eq!(
+        rows(db, "SELECT payload FROM ev"),
+        [json!({"payload": "m0"}), json!({"payload": "m1"})]
+    );
+}
+
+#[test]
+fn application_sql_cannot_end_mqlites_transaction() {
+    let t = open();
+    let db = &t.db;
+    setup(db);
+    db.publish("order.placed", Message::new("o1")).unwrap();
+
+    // ROLLBACK; BEGIN is refused: mqlite's work stays in its transaction.
+    let mut tx = db.transaction().unwrap();
+    let d = tx
+        .consume(&ConsumeRequest::topic("order.placed", "billing"))
+        .unwrap();
+    for sql in [
+        "ROLLBACK; BEGIN",
+        "COMMIT",
+        "SAVEPOINT a",
+        "RELEASE a",
+        "BEGIN",
+    ] {
+        let e = tx.connection().unwrap().execute_batch(sql).unwrap_err();
+        assert!(refused(e).contains("transaction"), "{sql}");
+    }
+    let e = tx
+        .connection()
+        .unwrap()
+        .unchecked_transaction()
+        .unwrap_err();
+    assert!(refused(e).contains("transaction"));
+    tx.ack(&[d[0].id]).unwrap();
+    tx.commit().unwrap();
+    assert!(
+        db.consume(&ConsumeRequest::topic("order.placed", "billing"))
+            .unwrap()
+            .is_empty(),
+        "the ack committed"
+    );
+
+    // INSERT OR ROLLBACK ends it from inside SQLite: later steps and the
+    // commit fail instead of running outside any transaction.
+    db.publish("order.placed", Message::new("o2")).unwrap();
+    let mut tx = db.transaction().unwrap();
+    let d = tx
+        .consume(&ConsumeRequest::topic("order.placed", "billing"))
+        .unwrap();
+    tx.publish("invoice.created", Message::new("before"))
+        .unwrap();
+    let c = tx.connection().unwrap();
+    c.execute("INSERT INTO invoices VALUES ('o1', 1)", [])
+        .unwrap();
+    c.execute("INSERT OR ROLLBACK INTO invoices VALUES ('o1', 2)", [])
+        .unwrap_err();
+    assert!(matches!(
+        tx.publish("invoice.created", Message::new("after")),
+        Err(Error::TransactionAborted(_))
+    ));
+    assert!(matches!(
+        tx.ack(&[d[0].id]),
+        Err(Error::TransactionAborted(_))
+    ));
+    let e = tx.commit().unwrap_err();
+    assert!(matches!(e, Error::TransactionAborted(_)), "{e}");
+    assert!(e.to_string().contains("rolled back"), "{e}");
+    assert_eq!(
+        rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
+        0,
+        "nothing committed outside the transaction"
+    );
+    assert_eq!(invoices(db), 0);
+    // The lease never happened: o2 is deliverable at the same attempt.
+    let again = db
+        .consume(&ConsumeRequest::topic("order.placed", "billing"))
+        .unwrap();
+    assert_eq!(
+        (again[0].payload_str().as_ref(), again[0].attempt),
+        ("o2", 1)
     );
 }

@@ -614,3 +614,47 @@ fn a_process_with_a_faked_clock_is_refused_before_it_writes() {
         "nothing was written"
     );
 }
+
+#[test]
+fn check_on_a_damaged_file_exits_1_and_lists_the_damage() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("damaged.db");
+    let payloads: Vec<String> = (0..2000).map(|i| format!("'message {i:>40}'")).collect();
+    run(
+        &db,
+        &format!(
+            "CREATE TOPIC ev PARTITIONS 1; PUBLISH ev {};",
+            payloads.join(", ")
+        ),
+    )
+    .success();
+    run(&db, "CHECK;").success().stdout("{\"result\":\"ok\"}\n");
+
+    // Garbage over the root page of an index CHECK's own queries do not read:
+    // only SQLite's integrity check sees it (CHECK used to exit 0 then).
+    let c = mqlite::rusqlite::Connection::open(&db).expect("open");
+    let page_size: i64 = c
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .expect("page size");
+    let root: i64 = c
+        .query_row(
+            "SELECT rootpage FROM sqlite_schema WHERE name = 'mq_dlq_group'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("root page");
+    drop(c);
+    let mut bytes = fs::read(&db).expect("read");
+    let (root, page_size) = (
+        usize::try_from(root).expect("page"),
+        usize::try_from(page_size).expect("size"),
+    );
+    bytes[(root - 1) * page_size..root * page_size].fill(0xA5);
+    fs::write(&db, bytes).expect("write");
+
+    let assert = run(&db, "CHECK;").code(1);
+    let err = stderr(&assert);
+    assert!(err.starts_with("Error: CHECK found "), "{err}");
+    assert!(err.lines().count() >= 2, "one line per problem: {err}");
+    assert!(!stdout_lines(&assert).iter().any(|l| l.contains("\"ok\"")));
+}

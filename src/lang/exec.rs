@@ -443,31 +443,66 @@ fn describe(r: &mut Runner<'_>, name: &str) -> Result<ResultSet> {
     })
 }
 
+/// One of CHECK's checks: adds what it finds to the list.
+type Check = fn(&Connection, &mut Vec<String>) -> rusqlite::Result<()>;
+
+/// CHECK: one row `ok`, or `Error::CheckFailed` listing every problem (so
+/// the shell exits non-zero). A damaged file can also make the checking
+/// queries themselves fail with SQLITE_CORRUPT; that is a problem too.
 fn check(r: &mut Runner<'_>) -> Result<ResultSet> {
-    r.read(|c, _| {
+    let problems = r.read(|c, _| {
         let mut problems: Vec<String> = Vec::new();
-        let mut st = c.prepare("PRAGMA integrity_check")?;
-        let rows: Vec<String> = st.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
-        problems.extend(rows.into_iter().filter(|r| r != "ok"));
-        let bad: i64 = c.query_row(
-            "SELECT COUNT(*) FROM mq_partition_state p WHERE p.low_offset > p.next_offset
-               OR (SELECT COUNT(*) FROM mq_messages m WHERE m.topic_id = p.topic_id AND m.partition = p.partition)
-                  != p.next_offset - p.low_offset",
-            [],
-            |r| r.get(0),
-        )?;
-        if bad > 0 {
-            problems.push(format!("{bad} partition(s) whose stored messages do not match their offsets"));
+        let checks: [Check; 2] = [integrity, offsets];
+        for check in checks {
+            if let Err(e) = check(c, &mut problems) {
+                match e.sqlite_error_code() {
+                    Some(
+                        rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase,
+                    ) => {
+                        problems.push(e.to_string());
+                    }
+                    _ => return Err(e.into()),
+                }
+            }
         }
-        let mut rs = ResultSet::with_columns(["result"]);
-        if problems.is_empty() {
-            rs.rows.push(vec![Value::Text("ok".into())]);
+        Ok(problems)
+    })?;
+    if !problems.is_empty() {
+        return Err(Error::CheckFailed { problems });
+    }
+    let mut rs = ResultSet::with_columns(["result"]);
+    rs.rows.push(vec![Value::Text("ok".into())]);
+    Ok(rs)
+}
+
+/// SQLite's integrity check: every row but "ok" is a problem.
+fn integrity(c: &Connection, problems: &mut Vec<String>) -> rusqlite::Result<()> {
+    let mut st = c.prepare("PRAGMA integrity_check")?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    for row in rows {
+        let row = row?;
+        if row != "ok" {
+            problems.push(row);
         }
-        for p in problems {
-            rs.rows.push(vec![Value::Text(p)]);
-        }
-        Ok(rs)
-    })
+    }
+    Ok(())
+}
+
+/// Each partition's stored messages match its offsets.
+fn offsets(c: &Connection, problems: &mut Vec<String>) -> rusqlite::Result<()> {
+    let bad: i64 = c.query_row(
+        "SELECT COUNT(*) FROM mq_partition_state p WHERE p.low_offset > p.next_offset
+           OR (SELECT COUNT(*) FROM mq_messages m WHERE m.topic_id = p.topic_id AND m.partition = p.partition)
+              != p.next_offset - p.low_offset",
+        [],
+        |r| r.get(0),
+    )?;
+    if bad > 0 {
+        problems.push(format!(
+            "{bad} partition(s) whose stored messages do not match their offsets"
+        ));
+    }
+    Ok(())
 }
 
 fn count(n: u64) -> Value {
