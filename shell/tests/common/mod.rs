@@ -3,8 +3,9 @@
 #![allow(clippy::unwrap_used)] // tests may unwrap, helpers included
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -59,7 +60,8 @@ pub fn child_command(role: &str, db: &str) -> Command {
 pub struct Running {
     pub name: String,
     pub child: Child,
-    out: Option<JoinHandle<Vec<String>>>,
+    lines: Arc<Mutex<Vec<String>>>,
+    out: Option<JoinHandle<()>>,
     err: Option<JoinHandle<String>>,
 }
 
@@ -73,20 +75,20 @@ pub struct Finished {
     pub status: Option<std::process::ExitStatus>,
 }
 
-/// Reads complete lines until EOF; a last line without newline is dropped.
-pub fn complete_lines(out: impl Read) -> Vec<String> {
+/// Reads complete lines into `lines` until EOF; a last line without
+/// newline is dropped.
+pub fn complete_lines(out: impl Read, lines: &Mutex<Vec<String>>) {
     let mut r = BufReader::new(out);
-    let mut lines = Vec::new();
     let mut buf = Vec::new();
     loop {
         buf.clear();
         match r.read_until(b'\n', &mut buf) {
-            Ok(0) | Err(_) => return lines,
             Ok(_) if buf.last() == Some(&b'\n') => {
                 buf.pop();
-                lines.push(String::from_utf8_lossy(&buf).into_owned());
+                let line = String::from_utf8_lossy(&buf).into_owned();
+                lines.lock().unwrap().push(line);
             }
-            Ok(_) => return lines,
+            _ => return,
         }
     }
 }
@@ -100,22 +102,44 @@ impl Running {
     /// thread (a write cut by the child's death is ignored).
     pub fn start_with_input(
         name: impl Into<String>,
-        mut cmd: Command,
+        cmd: Command,
         input: Option<String>,
     ) -> Running {
-        if input.is_some() {
+        match input {
+            None => Running::start_with_writer(name, cmd, None::<fn(ChildStdin)>),
+            Some(text) => Running::start_with_writer(
+                name,
+                cmd,
+                Some(move |mut stdin: ChildStdin| {
+                    let _ = stdin.write_all(text.as_bytes());
+                }),
+            ),
+        }
+    }
+
+    /// Starts the child; `writer`, when given, gets its stdin in a thread of
+    /// its own (the child sees EOF when the writer returns).
+    pub fn start_with_writer<W>(
+        name: impl Into<String>,
+        mut cmd: Command,
+        writer: Option<W>,
+    ) -> Running
+    where
+        W: FnOnce(ChildStdin) + Send + 'static,
+    {
+        if writer.is_some() {
             cmd.stdin(Stdio::piped());
         }
         let mut child = cmd.spawn().expect("spawn");
-        if let (Some(text), Some(mut stdin)) = (input, child.stdin.take()) {
-            std::thread::spawn(move || {
-                use std::io::Write;
-                let _ = stdin.write_all(text.as_bytes());
-            });
+        if let Some(w) = writer {
+            let stdin = child.stdin.take().expect("stdin piped");
+            std::thread::spawn(move || w(stdin));
         }
         let stdout: ChildStdout = child.stdout.take().expect("stdout piped");
         let mut stderr = child.stderr.take().expect("stderr piped");
-        let out = std::thread::spawn(move || complete_lines(stdout));
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        let out = std::thread::spawn(move || complete_lines(stdout, &sink));
         let err = std::thread::spawn(move || {
             let mut s = String::new();
             let _ = stderr.read_to_string(&mut s);
@@ -124,9 +148,20 @@ impl Running {
         Running {
             name: name.into(),
             child,
+            lines,
             out: Some(out),
             err: Some(err),
         }
+    }
+
+    /// The complete lines printed so far, shared with the reading thread.
+    pub fn lines_handle(&self) -> Arc<Mutex<Vec<String>>> {
+        self.lines.clone()
+    }
+
+    /// The complete lines printed so far.
+    pub fn lines_so_far(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
     }
 
     /// SIGKILLs the child (if still running) and collects what it printed.
@@ -149,11 +184,10 @@ impl Running {
     }
 
     fn collect(&mut self, status: Option<std::process::ExitStatus>) -> Finished {
-        let lines = self
-            .out
-            .take()
-            .map(|h| h.join().unwrap())
-            .unwrap_or_default();
+        if let Some(h) = self.out.take() {
+            h.join().unwrap();
+        }
+        let lines = std::mem::take(&mut *self.lines.lock().unwrap());
         let stderr = self
             .err
             .take()
