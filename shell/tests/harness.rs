@@ -562,6 +562,19 @@ fn one_file(kills: u64, rng: &mut Rng, totals: &mut Totals) {
     totals.nacks += log.nacks;
     totals.deads += log.deads;
     totals.deliveries += log.got.len();
+    if std::env::var("MQLITE_CRASH_VERBOSE").is_ok() {
+        eprintln!(
+            "file {}: {} kills in {round} rounds, {} confirmed publishes, {} acks; all counts 0 \
+             (totals: {} kills, {} publishes, {} acks)",
+            totals.files,
+            log.kills,
+            log.published.len(),
+            log.acked.len(),
+            totals.kills,
+            totals.published,
+            totals.acked
+        );
+    }
 }
 
 #[test]
