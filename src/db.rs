@@ -118,6 +118,15 @@ impl DatabaseBuilder {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.read_only {
+            let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+            storage::release_read_only(conn, &self.wal);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Notify {
     seq: Mutex<u64>,
@@ -323,7 +332,10 @@ impl Database {
             }
         };
         match run_cached(conn, "COMMIT") {
-            Ok(()) => Ok(v),
+            Ok(()) => {
+                storage::after_commit(conn);
+                Ok(v)
+            }
             Err(e) => {
                 rollback(conn);
                 if let Ok(fresh) = storage::open(&self.inner.path, self.inner.durability, false) {

@@ -250,6 +250,7 @@ impl Transaction {
         };
         match run_cached(&conn, "COMMIT") {
             Ok(()) => {
+                crate::storage::after_commit(&conn);
                 crate::topic::shrink_if_drained(&conn);
                 self.db.give_back(conn);
                 if self.published {
