@@ -135,6 +135,15 @@ impl DatabaseBuilder {
     }
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if self.read_only {
+            let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+            storage::release_read_only(conn, &self.wal);
+        }
+    }
+}
+
 #[derive(Default)]
 struct Notify {
     seq: Mutex<u64>,
@@ -352,7 +361,10 @@ impl Database {
             }
         };
         match run_cached(conn, "COMMIT") {
-            Ok(()) => Ok(v),
+            Ok(()) => {
+                storage::after_commit(conn);
+                Ok(v)
+            }
             Err(e) => {
                 rollback(conn);
                 if let Ok(fresh) = storage::open(&self.inner.path, self.inner.durability, false) {
@@ -560,10 +572,24 @@ impl Database {
         if free >= reserve {
             return Ok(());
         }
+        // Pages the file has free (after a PURGE, say) take messages first.
+        let free = free.saturating_add(
+            self.read(|c, _| {
+                Ok(c.query_row(
+                "SELECT freelist_count * page_size FROM pragma_freelist_count, pragma_page_size",
+                [],
+                |r| r.get::<_, i64>(0),
+            )?)
+            })?
+            .max(0) as u64,
+        );
+        if free >= reserve {
+            return Ok(());
+        }
         Err(Error::DiskFull {
             statement: what.to_string(),
             reason: format!(
-                "{} free on the disk, less than the {} that publishing leaves free so that PURGE, DROP and ACK still work",
+                "the disk is nearly full: {} free, less than the {} that publishing leaves free so that PURGE, DROP and ACK still work",
                 mib(free),
                 mib(reserve)
             ),

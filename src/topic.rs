@@ -739,9 +739,10 @@ fn shrink(conn: &Connection) -> Result<()> {
         return Ok(());
     }
     conn.execute_batch("VACUUM")?;
-    // Copy the rewritten file back from the WAL now, so the space is given
-    // back without waiting for the next automatic checkpoint.
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+    // Copy the rewritten file back from the WAL now and empty the WAL, so
+    // the space is given back at once: the WAL held the whole rewritten
+    // file, and on a nearly full disk that is what a PURGE must free.
+    crate::storage::truncate_wal(conn);
     Ok(())
 }
 

@@ -306,6 +306,7 @@ impl Transaction {
         let conn = tx_conn.own();
         match run_cached(conn, "COMMIT") {
             Ok(()) => {
+                crate::storage::after_commit(conn);
                 crate::topic::shrink_if_drained(conn);
                 if !self.lent.get() || tx_conn.reset().is_ok() {
                     self.db.give_back(tx_conn);

@@ -25,6 +25,10 @@ fn child_process() {
         return;
     };
     let path = std::env::var("MQLITE_TEST_DB").expect("db path");
+    if role == "create" {
+        create_together(&path);
+        return;
+    }
     let db = open(&path);
     match role.as_str() {
         "producer" => {
@@ -156,5 +160,84 @@ fn four_producer_processes_and_a_consumer_lose_and_duplicate_nothing() {
     assert_eq!(
         db.execute("CHECK").unwrap().rows[0][0],
         mqlite::Value::Text("ok".into())
+    );
+}
+
+/// Processes released at once on a missing file (`create_together` each),
+/// per round; `MQLITE_CREATE_ROUNDS` overrides the number of rounds.
+const CREATE_ROUNDS: usize = 40;
+const CREATORS: usize = 8;
+
+/// The child side of the creation race: says it is ready, waits for the go
+/// file, then opens (creating) the file and writes to it. Exits 1 with the
+/// error on stderr on any failure.
+fn create_together(path: &str) {
+    let id = std::env::var("MQLITE_TEST_ID").expect("id");
+    std::fs::write(format!("{path}.ready{id}"), b"").expect("ready file");
+    let go = format!("{path}.go");
+    while !std::path::Path::new(&go).exists() {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+    let result = Database::open(path)
+        .and_then(|db| db.execute("CREATE TOPIC IF NOT EXISTS t; PUBLISH t 'x'"));
+    if let Err(e) = result {
+        eprintln!("CREATE FAILED: {e}");
+        std::process::exit(1);
+    }
+}
+
+#[test]
+fn processes_creating_a_new_file_together_all_succeed() {
+    if std::env::var("MQLITE_TEST_ROLE").is_ok() {
+        return;
+    }
+    let rounds = std::env::var("MQLITE_CREATE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CREATE_ROUNDS);
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    for round in 0..rounds {
+        let path = dir.path().join(format!("new{round}.db"));
+        let p = path.to_str().unwrap().to_string();
+        let children: Vec<_> = (0..CREATORS).map(|i| spawn("create", &p, i)).collect();
+        // Release them together once every one waits for the go file.
+        let ready = |i: usize| std::path::Path::new(&format!("{p}.ready{i}")).exists();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !(0..CREATORS).all(ready) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::fs::write(format!("{p}.go"), b"").unwrap();
+        let mut ok = 0;
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            if out.status.success() {
+                ok += 1;
+            } else {
+                failures.push(format!(
+                    "round {round}: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+        let db = open(&p);
+        assert_eq!(db.topic_stats("t").unwrap().messages, ok, "round {round}");
+    }
+    eprintln!(
+        "{} of {} processes failed in {rounds} rounds",
+        failures.len(),
+        rounds * CREATORS
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} processes failed, e.g.:\n{}",
+        failures.len(),
+        rounds * CREATORS,
+        failures
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 }

@@ -8,12 +8,16 @@
 
 mod schema;
 
+use std::cell::Cell;
+use std::ffi::c_int;
 use std::fs::OpenOptions;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use rusqlite::hooks::Wal;
 use rusqlite::{Connection, OpenFlags, config::DbConfig};
 
 use crate::db::Durability;
@@ -29,72 +33,95 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
+/// WAL frames (pages) past which a commit is followed by a checkpoint that
+/// waits for readers and empties the log (`after_commit`). SQLite's PASSIVE autocheckpoint (at `AUTOCHECKPOINT_FRAMES`)
+/// copies frames but cannot rewind the log while readers hold snapshots in
+/// it, which readers that read back to back always do: the log grew to
+/// 436 MB for a 9 MB database. The WAL file stays under about this many
+/// frames plus one transaction's (docs/design.md, "Storage").
+pub(crate) const WAL_RESTART_FRAMES: i32 = 4096;
+
+/// SQLite's default autocheckpoint threshold, kept by our WAL hook (which
+/// replaces SQLite's own).
+const AUTOCHECKPOINT_FRAMES: i32 = 1000;
+
+/// Longest that checkpoint waits (busy handler) for a writer to finish
+/// and for readers to finish their current read transaction. mqlite's own
+/// reads are short (scans read in pages); a reader holding one snapshot
+/// longer delays the restart to a later commit, never the commit itself by
+/// more than this.
+const WAL_RESTART_WAIT: Duration = Duration::from_secs(2);
+
+thread_local! {
+    /// Set by a connection's WAL hook (inside COMMIT, on the committing
+    /// thread) when the log is over its limit; taken by `after_commit` on
+    /// the same thread. A flag left by a commit that is not followed by
+    /// `after_commit` (a migration) makes some later commit of this thread
+    /// restart its log once too many: harmless.
+    static RESTART_WANTED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Reads what identifies the file, in one statement and so in one read
+/// transaction: another process initialising the file meanwhile is seen
+/// either not at all or completely (three separate reads could see its
+/// tables but not yet its application id).
+const IDENTIFY: &str = "SELECT (SELECT application_id FROM pragma_application_id),
+                               (SELECT user_version FROM pragma_user_version),
+                               (SELECT count(*) FROM sqlite_schema)";
+
+/// What `IDENTIFY` read: application id, schema version, schema objects.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Identity {
+    app_id: i64,
+    version: i64,
+    tables: i64,
+}
+
 /// Opens (and, unless read-only, creates and migrates) the database file.
+///
+/// Several processes may open (and create) one file at once: an open that
+/// meets a lock (SQLite returns BUSY without waiting in a few cases, e.g.
+/// switching a new file to WAL) starts over until `BUSY_TIMEOUT`.
 pub(crate) fn open(path: &Path, durability: Durability, read_only: bool) -> Result<Connection> {
     let existing = precheck(path, read_only)?;
-    // Read-only opens the file read-write at the OS level but refuses every
-    // write with `query_only`: a connection opened SQLITE_OPEN_READ_ONLY on a
-    // WAL file creates -wal/-shm and cannot remove them when it closes. The
-    // file is never created here (no SQLITE_OPEN_CREATE; precheck refused a
-    // missing file).
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    conn.set_prepared_statement_cache_capacity(64);
-    // Plans must not depend on bound values. Without this, SQLite 3.54
-    // re-prepares a cached statement on every run whose `LIMIT ?` or
-    // `group_id = ?` (bound to 0 or 1) gets a new binding: 18% of the
-    // instructions of a consume + ack round (callgrind).
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-
-    // Identify the file before changing anything in it.
-    let identify = || -> rusqlite::Result<(i64, i64, i64)> {
-        Ok((
-            conn.query_row("PRAGMA application_id", [], |r| r.get(0))?,
-            conn.query_row("PRAGMA user_version", [], |r| r.get(0))?,
-            conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?,
-        ))
-    };
-    let (app_id, version, tables) = identify().map_err(|e| match e.sqlite_error_code() {
-        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
-            Error::NotADatabase {
-                path: path.to_path_buf(),
-                reason: format!("it is damaged or not a database ({e})"),
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let attempt = if read_only {
+            open_read_only(path, existing)
+        } else {
+            open_read_write(path, durability, existing)
+        };
+        match attempt {
+            Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
             }
+            r => return r,
         }
-        _ => Error::Sqlite(e),
-    })?;
-    if existing && (tables > 0 || app_id != 0) && app_id != APPLICATION_ID {
-        return Err(Error::NotADatabase {
-            path: path.to_path_buf(),
-            reason: "it is an SQLite database of another application".into(),
-        });
     }
-    if version > SCHEMA_VERSION {
-        return Err(Error::NewerSchema {
-            path: path.to_path_buf(),
-            found: version,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    if read_only {
-        if version == 0 {
-            return Err(Error::NotADatabase {
-                path: path.to_path_buf(),
-                reason: "it is empty".into(),
-            });
-        }
-        conn.execute_batch(schema::PARTITION_STATE_VIEW)?;
-        conn.execute_batch("PRAGMA query_only = ON; PRAGMA mmap_size = 0;")?;
-        return Ok(conn);
-    }
+}
+
+fn is_busy(e: &Error) -> bool {
+    matches!(e, Error::Sqlite(e) if matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    ))
+}
+
+fn open_read_write(path: &Path, durability: Durability, existing: bool) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags)?;
+    configure(&conn)?;
+    // Identify the file before changing anything in it.
+    let id = identify(&conn, path)?;
+    check_identity(path, existing, id)?;
 
     // mmap off: memory-mapped I/O turns a transient WAL race into corruption.
     conn.execute_batch(
         "PRAGMA mmap_size = 0;
          PRAGMA foreign_keys = OFF;
          PRAGMA journal_size_limit = 67108864;
-         PRAGMA wal_autocheckpoint = 1000;
          PRAGMA cache_size = -16384;
          PRAGMA temp_store = MEMORY;",
     )?;
@@ -105,10 +132,212 @@ pub(crate) fn open(path: &Path, durability: Durability, read_only: bool) -> Resu
             path.display()
         )));
     }
+    bound_wal(&mut conn)?;
     set_durability(&conn, durability)?;
-    schema::migrate(&conn, version)?;
+    schema::migrate(&conn, id.version, path)?;
     conn.execute_batch(schema::PARTITION_STATE_VIEW)?;
     Ok(conn)
+}
+
+/// Settings every connection gets.
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    // Plans must not depend on bound values. Without this, SQLite 3.54
+    // re-prepares a cached statement on every run whose `LIMIT ?` or
+    // `group_id = ?` (bound to 0 or 1) gets a new binding: 18% of the
+    // instructions of a consume + ack round (callgrind).
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
+}
+
+fn identify(conn: &Connection, path: &Path) -> Result<Identity> {
+    conn.query_row(IDENTIFY, [], |r| {
+        Ok(Identity {
+            app_id: r.get(0)?,
+            version: r.get(1)?,
+            tables: r.get(2)?,
+        })
+    })
+    .map_err(|e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt) => {
+            Error::NotADatabase {
+                path: path.to_path_buf(),
+                reason: format!("it is damaged or not a database ({e})"),
+            }
+        }
+        _ => Error::Sqlite(e),
+    })
+}
+
+/// Refuses another application's file and a newer mqlite's. `existing`:
+/// the file had content before this open (an empty one is ours to fill).
+fn check_identity(path: &Path, existing: bool, id: Identity) -> Result<()> {
+    if existing && (id.tables > 0 || id.app_id != 0) && id.app_id != APPLICATION_ID {
+        return Err(Error::NotADatabase {
+            path: path.to_path_buf(),
+            reason: "it is an SQLite database of another application".into(),
+        });
+    }
+    if id.version > SCHEMA_VERSION {
+        return Err(Error::NewerSchema {
+            path: path.to_path_buf(),
+            found: id.version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Replaces SQLite's autocheckpoint with a WAL hook that does the same
+/// PASSIVE checkpoint and also asks for a truncating one once the log is over
+/// `WAL_RESTART_FRAMES` (see `after_commit`). The hook costs a closure call
+/// per commit and reads the frame count SQLite hands it: no I/O.
+fn bound_wal(conn: &mut Connection) -> Result<()> {
+    // Where the next truncating checkpoint is asked for. A request that did not rewind
+    // the log (a reader held a snapshot past the wait) is asked again
+    // `retry_after` frames later, a distance that doubles each time, so a
+    // reader that keeps a snapshot for long costs a few bounded waits, not
+    // one per commit.
+    let mut restart_at = WAL_RESTART_FRAMES;
+    let mut retry_after = WAL_RESTART_FRAMES / 4;
+    conn.wal_hook(Some(move |wal: &mut Wal, frames: c_int| {
+        if frames >= AUTOCHECKPOINT_FRAMES {
+            // As SQLite's autocheckpoint: its errors are not the commit's.
+            let _ = wal.checkpoint();
+        }
+        if frames < WAL_RESTART_FRAMES {
+            restart_at = WAL_RESTART_FRAMES;
+            retry_after = WAL_RESTART_FRAMES / 4;
+        } else if frames >= restart_at {
+            restart_at = frames.saturating_add(retry_after);
+            retry_after = retry_after.saturating_mul(2);
+            RESTART_WANTED.set(true);
+        }
+        Ok(())
+    }))?;
+    Ok(())
+}
+
+/// Called after every successful COMMIT of a read-write connection: if the
+/// commit left the WAL over its limit, runs a TRUNCATE checkpoint, which
+/// holds the write lock, copies the log into the database, waits (at most
+/// `WAL_RESTART_WAIT`) until no reader still reads from the log, and then
+/// empties the log file itself. (RESTART would leave the rewind to the next
+/// writer, which skips it when a reader began meanwhile: measured, the log
+/// then grew on by another `retry_after`.) New readers meanwhile read the
+/// database file. Failure only leaves the log as it was; the commit has
+/// succeeded either way.
+pub(crate) fn after_commit(conn: &Connection) {
+    if !RESTART_WANTED.replace(false) {
+        return;
+    }
+    truncate_wal(conn);
+}
+
+/// Checkpoints the whole WAL into the file and empties it, waiting up to
+/// `WAL_RESTART_WAIT` for readers. Best effort: a reader that stays longer
+/// leaves the WAL for a later checkpoint.
+pub(crate) fn truncate_wal(conn: &Connection) {
+    if conn.busy_timeout(WAL_RESTART_WAIT).is_ok() {
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+    }
+    let _ = conn.busy_timeout(BUSY_TIMEOUT);
+}
+
+/// Read-only: the file is opened read-write at the OS level (SQLite falls
+/// back to a read-only descriptor where only reading is allowed) and every
+/// write is refused with `query_only`. A connection opened
+/// SQLITE_OPEN_READ_ONLY would leave -wal/-shm files behind on a cleanly
+/// closed database; this one removes them when it closes if they are empty
+/// (`release_read_only`). It never checkpoints: SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE.
+/// Where SQLite cannot read through the WAL (no -wal, and it may not create
+/// one), the file is read as immutable; a -wal it cannot use is an error
+/// that says what is missing.
+fn open_read_only(path: &Path, existing: bool) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    configure(&conn)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    let (conn, id) = match identify(&conn, path) {
+        Ok(id) => (conn, id),
+        Err(Error::Sqlite(e)) if cannot_use_wal(&e) => {
+            drop(conn);
+            let wal = sibling(path, "-wal");
+            if wal.exists() {
+                let shm = sibling(path, "-shm");
+                return Err(Error::invalid(format!(
+                    "cannot read {} read-only: it has a write-ahead log, and SQLite needs {} \
+                     readable and {} readable or creatable, which here they are not ({e}); \
+                     open it read-write once, or read it where the directory is writable",
+                    path.display(),
+                    wal.display(),
+                    shm.display()
+                )));
+            }
+            let conn = open_immutable(path)?;
+            let id = identify(&conn, path)?;
+            (conn, id)
+        }
+        Err(e) => return Err(e),
+    };
+    check_identity(path, existing, id)?;
+    if id.version == 0 {
+        return Err(Error::NotADatabase {
+            path: path.to_path_buf(),
+            reason: "it is empty".into(),
+        });
+    }
+    // temp_store first: changing it drops temporary views.
+    conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0;")?;
+    conn.execute_batch(schema::PARTITION_STATE_VIEW)?;
+    conn.execute_batch("PRAGMA query_only = ON;")?;
+    Ok(conn)
+}
+
+/// SQLite could not open or create what reading through the WAL needs.
+fn cannot_use_wal(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+    )
+}
+
+/// Opens a database that has no -wal as immutable: SQLite reads the main
+/// file only, takes no locks and creates nothing. Used only where no WAL
+/// can be made (so, at open, no writer had the file open).
+fn open_immutable(path: &Path) -> Result<Connection> {
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || b"/._-~".contains(&b) {
+            uri.push(char::from(b));
+        } else {
+            uri.push_str(&format!("%{b:02X}"));
+        }
+    }
+    uri.push_str("?immutable=1");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(uri, flags)?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+/// Before a read-only connection closes: lets SQLite's close checkpoint and
+/// remove -wal/-shm only when the WAL is empty, i.e. there is nothing to
+/// copy into the database and closing writes nothing to it (the files were
+/// made by this open on a cleanly closed database). A WAL with content (a
+/// crashed or running writer's) stays as it is.
+pub(crate) fn release_read_only(conn: &Connection, wal: &Path) {
+    let empty = std::fs::metadata(wal).is_ok_and(|m| m.len() == 0);
+    let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, !empty);
+}
+
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    s.into()
 }
 
 /// Applies a durability level to a connection.

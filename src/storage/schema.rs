@@ -36,8 +36,10 @@
 
 use rusqlite::Connection;
 
+use std::path::Path;
+
 use super::APPLICATION_ID;
-use crate::Result;
+use crate::{Error, Result};
 
 /// The schema version this build writes.
 ///
@@ -237,13 +239,24 @@ FROM main.mq_partitions p;
 ";
 
 /// Brings a file at `from` up to `SCHEMA_VERSION`, in one transaction.
-pub(crate) fn migrate(conn: &Connection, from: i64) -> Result<()> {
+/// Initialises a new file under the write lock, after checking again under
+/// it that the file is still empty or ours: several processes may create
+/// one file at once, and only the first to get the lock initialises it.
+pub(crate) fn migrate(conn: &Connection, from: i64, path: &Path) -> Result<()> {
     if from >= SCHEMA_VERSION {
         return Ok(());
     }
     let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
     // Re-read under the write lock: another process may have migrated meanwhile.
-    let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let (app_id, now, tables): (i64, i64, i64) = tx.query_row(super::IDENTIFY, [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    if now < 1 && (tables > 0 || app_id != 0) {
+        return Err(Error::NotADatabase {
+            path: path.to_path_buf(),
+            reason: "it is an SQLite database of another application".into(),
+        });
+    }
     if now < 1 {
         tx.execute_batch(V1)?;
         tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))?;
