@@ -211,7 +211,9 @@ fn bound_wal(conn: &mut Connection) -> Result<()> {
             retry_after = WAL_RESTART_FRAMES / 4;
         } else if frames >= restart_at {
             restart_at = frames.saturating_add(retry_after);
-            retry_after = retry_after.saturating_mul(2);
+            // Doubling, but never past WAL_RESTART_FRAMES: with readers
+            // that always overlap, the log still gets a try every 16 MB.
+            retry_after = retry_after.saturating_mul(2).min(WAL_RESTART_FRAMES);
             RESTART_WANTED.set(true);
         }
         Ok(())
