@@ -28,21 +28,41 @@ pub trait Clock: Send + Sync + fmt::Debug {
     }
 }
 
-/// The kernel's wall clock in ms, read through rustix's own vDSO/system
-/// call path rather than the C library, so an `LD_PRELOAD` time faker
-/// cannot change it.
-fn kernel_ms() -> i64 {
-    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Realtime);
-    ts.tv_sec.saturating_mul(1000) + i64::from(ts.tv_nsec as i32 / 1_000_000)
+/// The kernel's wall clock in ms, as the file system stamps a file it
+/// touches: `path`'s times are set to now and read back, with system calls
+/// made by rustix itself rather than through the C library, so an
+/// `LD_PRELOAD` time faker (which also fakes `stat` results) does not reach
+/// them. (Reading the clock through rustix's vDSO path would be one call
+/// less, but valgrind cannot run a program that does.) None when the file
+/// cannot be touched.
+pub(crate) fn kernel_ms(path: &std::path::Path) -> Option<i64> {
+    use rustix::fs::{AtFlags, CWD, Timespec, Timestamps, UTIME_NOW};
+    let now = Timespec {
+        tv_sec: 0,
+        tv_nsec: UTIME_NOW,
+    };
+    let times = Timestamps {
+        last_access: now,
+        last_modification: now,
+    };
+    rustix::fs::utimensat(CWD, path, &times, AtFlags::empty()).ok()?;
+    let st = rustix::fs::stat(path).ok()?;
+    Some(st.st_mtime.saturating_mul(1000) + st.st_mtime_nsec as i64 / 1_000_000)
 }
 
 /// Now by `clock`, for a write: refused when a wall clock is more than
-/// [`MAX_CLOCK_OFFSET`] from the kernel's, since leases, delays, dedup
-/// windows and retention of every process sharing the file would follow it.
-pub(crate) fn now_for_write(clock: &dyn Clock) -> Result<i64> {
+/// [`MAX_CLOCK_OFFSET`] from the kernel's (`kernel`, ms; None: unknown),
+/// since leases, delays, dedup windows and retention of every process
+/// sharing the file would follow it.
+pub(crate) fn now_for_write(
+    clock: &dyn Clock,
+    kernel: impl FnOnce() -> Option<i64>,
+) -> Result<i64> {
     let now = clock.now_ms();
-    if clock.is_wall_clock() {
-        let offset = now.saturating_sub(kernel_ms());
+    if clock.is_wall_clock()
+        && let Some(k) = kernel()
+    {
+        let offset = now.saturating_sub(k);
         if offset.unsigned_abs() > MAX_CLOCK_OFFSET.as_millis() as u64 {
             return Err(Error::ClockSkew { offset_ms: offset });
         }
@@ -105,7 +125,7 @@ mod tests {
 
     impl Clock for Skewed {
         fn now_ms(&self) -> i64 {
-            kernel_ms() + self.0
+            SystemClock.now_ms() + self.0
         }
         fn is_wall_clock(&self) -> bool {
             true
@@ -114,15 +134,21 @@ mod tests {
 
     #[test]
     fn a_wall_clock_off_by_more_than_the_bound_is_refused_for_writes() {
-        assert!(now_for_write(&SystemClock).is_ok());
-        assert!(now_for_write(&Skewed(300)).is_ok());
+        let dir = tempfile::tempdir().unwrap();
+        let probe = dir.path().join("probe");
+        std::fs::write(&probe, b"").unwrap();
+        let kernel = || kernel_ms(&probe);
+        assert!(now_for_write(&SystemClock, kernel).is_ok());
+        assert!(now_for_write(&Skewed(300), kernel).is_ok());
         for off in [3_600_000, -3_600_000, 1_500] {
-            match now_for_write(&Skewed(off)) {
+            match now_for_write(&Skewed(off), kernel) {
                 Err(Error::ClockSkew { offset_ms }) => assert!((offset_ms - off).abs() < 100),
                 other => panic!("{off}: {other:?}"),
             }
         }
-        // A clock the program set itself is trusted.
-        assert_eq!(now_for_write(&ManualClock::new(5)).ok(), Some(5));
+        // A clock the program set itself is trusted, and so is one that
+        // cannot be compared.
+        assert_eq!(now_for_write(&ManualClock::new(5), kernel).ok(), Some(5));
+        assert!(now_for_write(&Skewed(3_600_000), || None).is_ok());
     }
 }
