@@ -310,3 +310,48 @@ fn scan_reads_every_message_in_order_without_touching_groups() {
     );
     assert!(db.scan("nope", |_| true).is_err());
 }
+
+use proptest::prelude::Strategy as _;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// The IMPORT fuzz target's property (fuzz/fuzz_targets/import.rs), in
+    /// every `cargo test`: any file content gives an error that leaves the
+    /// topic unchanged, or exactly one message per non-blank line.
+    #[test]
+    fn import_of_any_bytes_is_all_or_nothing(
+        lines in proptest::collection::vec(
+            proptest::prop_oneof![
+                "[a-z ]{0,12}".prop_map(|s| format!("{{\"payload\": \"{s}\"}}").into_bytes()),
+                "[a-z]{0,6}".prop_map(|k| format!("{{\"key\": \"{k}\", \"headers\": {{\"h\": \"v\"}}, \"payload\": {{\"n\": 1}}}}").into_bytes()),
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+                proptest::prelude::Just(b"   ".to_vec()),
+            ],
+            0..12,
+        )
+    ) {
+        let t = open();
+        let db = &t.db;
+        db.execute("CREATE TOPIC copy").unwrap();
+        let file = t.dir.path().join("in.jsonl");
+        let data = lines.join(&b'\n');
+        std::fs::write(&file, &data).unwrap();
+        let before = rows(db, "SELECT COUNT(*) AS n FROM copy")[0]["n"].as_i64().unwrap();
+        match db.execute(&format!("IMPORT '{}' INTO copy", file.display())) {
+            Ok(rs) => {
+                let n = rs.rows[0][0].clone();
+                let text = String::from_utf8_lossy(&data);
+                let lines = text.lines().filter(|l| !l.trim().is_empty()).count() as i64;
+                proptest::prop_assert_eq!(n, mqlite::Value::Int(lines));
+                let after = rows(db, "SELECT COUNT(*) AS n FROM copy")[0]["n"].as_i64().unwrap();
+                proptest::prop_assert_eq!(after, before + lines);
+            }
+            Err(e) => {
+                proptest::prop_assert!(!e.to_string().is_empty());
+                let after = rows(db, "SELECT COUNT(*) AS n FROM copy")[0]["n"].as_i64().unwrap();
+                proptest::prop_assert_eq!(after, before);
+            }
+        }
+    }
+}
