@@ -124,7 +124,8 @@ impl DatabaseBuilder {
                 durability: self.durability,
                 max_payload: self.max_payload,
                 disk_reserve: self.disk_reserve,
-                disk_seen: Mutex::new(None),
+                disk_ok_until: AtomicU64::new(0),
+                opened: Instant::now(),
                 clock_checked: Mutex::new(None),
                 notify: Notify::default(),
                 ids: Mutex::new(IdBlock::default()),
@@ -166,8 +167,11 @@ struct Inner {
     disk_reserve: u64,
     /// When the clock was last compared with the kernel's.
     clock_checked: Mutex<Option<Instant>>,
-    /// When free disk space was last read, and what it was.
-    disk_seen: Mutex<Option<(Instant, u64)>>,
+    /// Until when (ns after `opened`) free disk space need not be read
+    /// again: the last read saw plenty. 0: read it.
+    disk_ok_until: AtomicU64,
+    /// When this handle was opened: the origin of `disk_ok_until`.
+    opened: Instant,
     notify: Notify,
     /// Delivery ids reserved for this handle.
     ids: Mutex<IdBlock>,
@@ -563,15 +567,9 @@ impl Database {
         if reserve == 0 {
             return Ok(());
         }
-        let mut last = self
-            .inner
-            .disk_seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if let Some((at, free)) = *last
-            && at.elapsed() < Duration::from_secs(1)
-            && free >= reserve.saturating_add(DISK_RECHECK_MARGIN)
-        {
+        // Lock-free: 8 publishing threads pass here per write.
+        let since_open = |at: Instant| at.duration_since(self.inner.opened).as_nanos() as u64;
+        if since_open(Instant::now()) < self.inner.disk_ok_until.load(Ordering::Relaxed) {
             return Ok(());
         }
         let dir = self.inner.wal.parent().unwrap_or(Path::new("."));
@@ -579,8 +577,12 @@ impl Database {
             return Ok(());
         };
         let free = st.f_bavail.saturating_mul(st.f_frsize);
-        *last = Some((Instant::now(), free));
-        drop(last);
+        let ok_until = if free >= reserve.saturating_add(DISK_RECHECK_MARGIN) {
+            since_open(Instant::now() + Duration::from_secs(1))
+        } else {
+            0
+        };
+        self.inner.disk_ok_until.store(ok_until, Ordering::Relaxed);
         // On a small disk, a quarter of it. A PURGE on a full disk needs
         // room to checkpoint the WAL (up to 4 MB at the autocheckpoint of
         // 1,000 pages) into the file, then to write its own pages.
