@@ -71,10 +71,10 @@ pub const DEFAULT_DISK_RESERVE: u64 = 16 << 20;
 impl DatabaseBuilder {
     /// How much free space on the file's disk publishing leaves alone
     /// (default [`DEFAULT_DISK_RESERVE`], at most a quarter of the disk's
-    /// size; 0 turns the check off). A publish
-    /// that finds less free is refused with `DiskFull`, so that PURGE, DROP,
-    /// ACK and the VACUUM that gives space back can still run on a disk that
-    /// messages filled.
+    /// size; 0 turns the check off). A publish that finds less free (the
+    /// file's own free pages count) is refused with `DiskFull`, so that
+    /// PURGE, DROP, ACK and the VACUUM that gives space back can still run
+    /// on a disk that messages filled.
     pub fn disk_reserve(mut self, bytes: u64) -> Self {
         self.disk_reserve = bytes;
         self

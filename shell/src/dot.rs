@@ -62,7 +62,7 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("CHECK", "CHECK;"),
     (
         "EXPORT",
-        "EXPORT orders TO 'orders.jsonl' WHERE data.total > 100;",
+        "EXPORT orders TO 'orders.jsonl' WHERE data.total > 100 OVERWRITE;",
     ),
     ("IMPORT", "IMPORT 'orders.jsonl' INTO orders;"),
     ("BENCH", "BENCH publish_batch MESSAGES 100000 SIZE 200B;"),
