@@ -16,7 +16,8 @@
 use nom::Parser;
 
 use super::lex::{
-    PErr, PResult, expect, failure, ident, ident_len, keyword, name, punct, skip_ws, string, uint,
+    PErr, PResult, expect, expected, failure, ident, ident_len, keyword, name, punct, skip_ws,
+    string, uint,
 };
 use crate::lang::ast::{BinaryOp, Expr, Function, Literal, PathSegment, UnaryOp};
 
@@ -137,17 +138,7 @@ fn required<'a>(
     operand: fn(&'a str, usize) -> NResult<'a>,
     message: &'static str,
 ) -> NResult<'a> {
-    match operand(input, depth) {
-        Err(nom::Err::Error(e)) => {
-            let start = skip_ws(input);
-            if e.message.is_some() && e.input.len() < start.len() {
-                Err(nom::Err::Failure(e))
-            } else {
-                failure(start, message)
-            }
-        }
-        other => other,
-    }
+    expected(input, operand(input, depth), message)
 }
 
 fn deeper(input: &str, depth: usize) -> PResult<'_, usize> {

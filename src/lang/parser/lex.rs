@@ -86,7 +86,18 @@ pub(crate) fn expect<'a, T, P>(
 where
     P: Parser<&'a str, Output = T, Error = PErr<'a>>,
 {
-    move |input| match p.parse(input) {
+    move |input| expected(input, p.parse(input), message)
+}
+
+/// What [`expect`] makes of a parser's result `r` at `input`: a backtracking
+/// error becomes a failure with `message` at the first token, unless the
+/// parser got further and knows better.
+pub(crate) fn expected<'a, T>(
+    input: &'a str,
+    r: PResult<'a, T>,
+    message: &'static str,
+) -> PResult<'a, T> {
+    match r {
         Err(nom::Err::Error(e)) => {
             let start = skip_ws(input);
             if e.message.is_some() && e.input.len() < start.len() {
