@@ -18,7 +18,7 @@ use common::{Finished, Rng, Running, child_command, env_num, shell};
 use mqlite::{ConsumeRequest, Database, Durability, Error, Message, NackAction, Value};
 
 /// The WAL may never be larger than this while the soak runs. With one
-/// reader the bound is 17.9 MB (tests/wal.rs); here 8 writing processes and
+/// reader the bound is 30.6 MB (tests/wal.rs); here 8 writing processes and
 /// two that read without pause leave the truncating checkpoint fewer gaps
 /// (55 MB seen before its retries were capped at every 4,096 frames).
 const WAL_BOUND: u64 = 64 * 1024 * 1024;
