@@ -241,8 +241,21 @@ pub(crate) fn after_commit(conn: &Connection) {
 /// `WAL_RESTART_WAIT` for readers. Best effort: a reader that stays longer
 /// leaves the WAL for a later checkpoint.
 pub(crate) fn truncate_wal(conn: &Connection) {
+    let start = Instant::now();
     if conn.busy_timeout(WAL_RESTART_WAIT).is_ok() {
-        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        // SQLite answers BUSY at once, without the busy handler, while
+        // another connection runs a checkpoint (with several writing
+        // processes, their PASSIVE ones are frequent): try again until
+        // the wait is used up.
+        loop {
+            let busy: i64 = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .unwrap_or(1);
+            if busy == 0 || start.elapsed() >= WAL_RESTART_WAIT {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     let _ = conn.busy_timeout(BUSY_TIMEOUT);
 }
