@@ -154,7 +154,8 @@ fn expressions_at_the_limits_still_run_on_a_small_stack() {
 }
 
 /// A piece of a statement: keywords, operators, operands, or one of them
-/// repeated many times (deep or long expressions).
+/// repeated many times (deep or long expressions). No TAIL: a valid one
+/// follows the topic until interrupted (its long WHERE is tested above).
 fn fragment() -> impl Strategy<Value = String> {
     let pieces = proptest::sample::select(vec![
         "SELECT * FROM t WHERE ",
@@ -162,7 +163,6 @@ fn fragment() -> impl Strategy<Value = String> {
         " FROM t",
         "PURGE DLQ WHERE ",
         "REQUEUE DLQ WHERE ",
-        "TAIL t WHERE ",
         "SELECT COUNT(*) FROM q GROUP BY ",
         " ORDER BY ",
         "(",
