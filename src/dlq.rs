@@ -1,25 +1,24 @@
-//! The dead-letter queue: one table of dead letters, each a copy of the message.
+//! The dead-letter queue: one table of dead letters, each a copy of the
+//! message with the group it failed in, its attempts and why.
 
-use rusqlite::{Connection, params};
+use rusqlite::params;
 
-use crate::Result;
-use crate::group::GroupInfo;
+use crate::group::{self, GroupInfo, pending};
+use crate::storage::tx::Ctx;
 use crate::topic::TopicInfo;
+use crate::{Error, Result};
 
 /// Copies a message into the dead-letter table. Does nothing if the message
 /// is gone (trimmed by retention).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn insert(
-    conn: &Connection,
-    now: i64,
+    ctx: &Ctx<'_>,
     t: &TopicInfo,
     g: &GroupInfo,
-    partition: u32,
-    offset: i64,
+    (partition, offset): (u32, i64),
     attempts: u32,
     reason: &str,
 ) -> Result<()> {
-    conn.prepare_cached(
+    ctx.prepare_cached(
         "INSERT INTO mq_dlq (topic_id, topic, group_id, group_name, partition, offset, ts, key, headers, payload,
                              attempts, reason, failed_at)
          SELECT * FROM (
@@ -30,6 +29,61 @@ pub(crate) fn insert(
            FROM mq_requeued WHERE group_id = ?5 AND topic_id = ?1 AND partition = ?2 AND offset = ?3
          ) LIMIT 1",
     )?
-    .execute(params![t.id, partition, offset, t.name, g.id, g.name, attempts, reason, now])?;
+    .execute(params![t.id, partition, offset, t.name, g.id, g.name, attempts, reason, ctx.now])?;
     Ok(())
+}
+
+/// Puts dead letters back in front of their group: each is delivered again
+/// to that group only, attempts reset. Ids no longer in the table (another
+/// REQUEUE or PURGE took them) are skipped. Returns how many were requeued.
+///
+/// # Errors
+/// `InvalidArgument` for a dead letter whose group no longer reads its topic.
+pub(crate) fn requeue(ctx: &Ctx<'_>, ids: &[i64]) -> Result<u64> {
+    let mut n = 0;
+    for &id in ids {
+        let found = ctx
+            .prepare_cached("SELECT group_id, group_name, topic_id, topic, partition, offset FROM mq_dlq WHERE id = ?1")?
+            .query_row([id], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?,
+                    r.get::<_, u32>(4)?, r.get::<_, i64>(5)?))
+            });
+        let (gid, gname, tid, tname, part, off) = match found {
+            Ok(row) => row,
+            Err(rusqlite::Error::QueryReturnedNoRows) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if !group::reads_topic(ctx, gid, tid)? {
+            return Err(Error::invalid(format!(
+                "dead letter {id} belongs to group '{gname}' on '{tname}', which no longer exists or no longer reads it; \
+                 PURGE DLQ removes it"
+            )));
+        }
+        pending::restore_dead_letter(ctx, ctx.now, id, (gid, tid, part, off))?;
+        ctx.prepare_cached("DELETE FROM mq_dlq WHERE id = ?1")?
+            .execute([id])?;
+        n += 1;
+    }
+    if n > 0 {
+        ctx.made_deliverable();
+    }
+    Ok(n)
+}
+
+/// Deletes dead letters by id; returns how many were there.
+pub(crate) fn purge(ctx: &Ctx<'_>, ids: &[i64]) -> Result<u64> {
+    let mut st = ctx.prepare_cached("DELETE FROM mq_dlq WHERE id = ?1")?;
+    let mut n = 0;
+    for id in ids {
+        n += st.execute([id])? as u64;
+    }
+    Ok(n)
+}
+
+/// How many dead letters a group has of a topic.
+pub(crate) fn count(conn: &rusqlite::Connection, group_id: i64, topic_id: i64) -> Result<u64> {
+    let n: i64 = conn
+        .prepare_cached("SELECT COUNT(*) FROM mq_dlq WHERE group_id = ?1 AND topic_id = ?2")?
+        .query_row(params![group_id, topic_id], |r| r.get(0))?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }

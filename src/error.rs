@@ -2,8 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::lang::ParseError;
-
 /// Everything that can go wrong in mqlite. `Display` is meant for people.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -154,12 +152,30 @@ impl From<rusqlite::Error> for Error {
     /// "not authorized").
     fn from(e: rusqlite::Error) -> Error {
         if e.sqlite_error_code() == Some(rusqlite::ErrorCode::AuthorizationForStatementDenied)
-            && let Some(why) = crate::app_sql::take_refusal()
+            && let Some(why) = take_refusal()
         {
             return Error::Forbidden(why);
         }
         Error::Sqlite(e)
     }
+}
+
+thread_local! {
+    /// Why the transaction connection's authorizer last refused a statement
+    /// on this thread: SQLite only says "not authorized", and the refusal
+    /// is turned into an `Error` (`From<rusqlite::Error>`) on the thread
+    /// that prepared the statement.
+    static LAST_REFUSAL: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Records why the authorizer refused a statement (see `LAST_REFUSAL`).
+pub(crate) fn record_refusal(why: String) {
+    LAST_REFUSAL.with(|r| *r.borrow_mut() = Some(why));
+}
+
+/// The reason of the last refusal on this thread, if any.
+fn take_refusal() -> Option<String> {
+    LAST_REFUSAL.with(|r| r.borrow_mut().take())
 }
 
 /// The result type of mqlite.
@@ -234,5 +250,61 @@ fn ambiguous_advice(statement: &str) -> &'static str {
             "if it landed, the leases run out after their ACK WAIT and the messages are delivered again"
         }
         _ => "check the state (SELECT, DESCRIBE, SHOW GROUPS) before retrying",
+    }
+}
+
+/// A syntax error: where and what was expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("syntax error at line {line}, column {column}: {message}")]
+pub struct ParseError {
+    /// Byte offset in the input.
+    pub position: usize,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column (in characters).
+    pub column: usize,
+    /// What was expected there, e.g. "expected a duration like 30s".
+    pub message: String,
+}
+
+impl ParseError {
+    /// An error at byte `position` of `source` (clamped to the text).
+    pub(crate) fn at(source: &str, position: usize, message: String) -> Self {
+        let mut position = position.min(source.len());
+        while !source.is_char_boundary(position) {
+            position -= 1;
+        }
+        let before = &source[..position];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |n| n + 1);
+        let column = source[line_start..position].chars().count() + 1;
+        ParseError {
+            position,
+            line,
+            column,
+            message,
+        }
+    }
+
+    /// The message, then the offending line of `source`, then a caret under
+    /// the column:
+    ///
+    /// ```text
+    /// syntax error at line 1, column 38: expected a duration like 30s
+    /// SUBSCRIBE GROUP g TO orders ACK WAIT forever
+    ///                                      ^
+    /// ```
+    pub fn render(&self, source: &str) -> String {
+        let line = source
+            .lines()
+            .nth(self.line.saturating_sub(1))
+            .unwrap_or("");
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        let pad: String = line
+            .chars()
+            .take(self.column.saturating_sub(1))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        format!("{self}\n{line}\n{pad}^")
     }
 }

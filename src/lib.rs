@@ -40,39 +40,42 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
-mod app_sql;
-mod bench;
+mod catalog;
 mod clock;
-mod commit;
 mod db;
+mod delivery;
 mod dlq;
 mod error;
 mod group;
 mod input;
 pub mod lang;
-mod lease;
+mod processed;
 mod publish;
 mod storage;
+mod sync;
 mod topic;
 mod txn;
+mod units;
 mod value;
 
 pub use clock::{Clock, MAX_CLOCK_OFFSET, ManualClock, SystemClock};
 pub use db::{
-    ConsumeRequest, DEFAULT_DISK_RESERVE, Database, DatabaseBuilder, Durability, MAX_CONSUME,
-    Session, WriteStats,
+    DEFAULT_DISK_RESERVE, Database, DatabaseBuilder, GroupStats, MAX_CONSUME, TopicSummary,
+    WriteStats,
 };
-pub use error::{Error, Result};
-pub use group::{Delivery, GroupInfo, Subscription, pattern_matches};
+pub use delivery::{ConsumeRequest, Delivery, NackAction};
+pub use error::{Error, ParseError, Result};
+pub use group::{GroupInfo, ReplayFrom, StartFrom, Subscription, TimeSpec, pattern_matches};
 pub use input::{MAX_LINE_BYTES, read_line_limited};
-pub use lang::ast::{NackAction, Overflow, ReplayFrom, Retention, StartFrom, TimeSpec, TopicKind};
+pub use lang::Session;
+pub use processed::DEFAULT_PROCESSED_TTL;
 pub use publish::{DEFAULT_MAX_PAYLOAD, Message, Published, partition_for_key};
 /// The rusqlite crate mqlite links, for the application's own SQL in a [`Transaction`].
 pub use rusqlite;
-pub use storage::sqlite_version;
+pub use storage::{Durability, sqlite_version};
 pub use topic::{
-    DEFAULT_ACK_WAIT, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DELIVERIES, Record, TopicInfo,
-    TopicOptions, TopicStats,
+    DEFAULT_ACK_WAIT, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DELIVERIES, Overflow, PartitionInfo,
+    Record, Retention, TopicInfo, TopicKind, TopicOptions, TopicStats,
 };
-pub use txn::{DEFAULT_PROCESSED_TTL, Transaction};
+pub use txn::Transaction;
 pub use value::{ResultSet, Value};

@@ -1,21 +1,21 @@
 //! Explicit transactions: consume, publish, ack, nack, replay, offset commits,
-//! processed marks and the application's own SQL, all or nothing.
+//! processed marks, topic and group changes, and the application's own SQL,
+//! all or nothing.
 
 use std::cell::Cell;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::Connection;
 
-use crate::app_sql::TxConn;
-use crate::db::{self, ConsumeRequest, run_cached};
-use crate::group::{self, Delivery};
-use crate::lang::ast::{NackAction, ReplayFrom};
+use crate::db::{GroupStats, TopicSummary, api};
+use crate::delivery::{self, ConsumeRequest, Delivery, NackAction};
+use crate::group::{self, ReplayFrom, Subscription};
+use crate::processed::{self, DEFAULT_PROCESSED_TTL};
 use crate::publish::{self, Message, Published};
-use crate::topic;
-use crate::{Database, Error, Result, ResultSet};
-
-/// How long `mark_processed` remembers a key by default.
-pub const DEFAULT_PROCESSED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+use crate::storage::app_sql::TxConn;
+use crate::storage::tx::{Ctx, Effects, rollback, run_cached};
+use crate::topic::{self, PartitionInfo, TopicKind, TopicOptions};
+use crate::{Database, Error, Result, catalog, dlq, storage};
 
 /// A write transaction on its own connection (`BEGIN IMMEDIATE`): everything
 /// done through it commits together or not at all. `commit` consumes it;
@@ -31,7 +31,8 @@ pub struct Transaction {
     db: Database,
     conn: Option<TxConn>,
     failed: Option<String>,
-    published: bool,
+    /// What the operations so far ask for after the commit.
+    effects: Effects,
     /// The application was handed the connection: it may carry state no
     /// authorizer sees (`set_db_config`, `busy_timeout`), undone by
     /// `TxConn::reset` before the connection goes back to the idle list.
@@ -53,25 +54,14 @@ impl Database {
             return Err(Error::ReadOnly("BEGIN".into()));
         }
         self.reserve_ids()?;
-        let conn = self.take_connection()?;
+        let conn = self.pool().take()?;
         run_cached(conn.own(), "BEGIN IMMEDIATE")?;
         Ok(Transaction {
             db: self.clone(),
             conn: Some(conn),
             failed: None,
-            published: false,
+            effects: Effects::default(),
             lent: Cell::new(false),
-        })
-    }
-
-    /// Marks `key` as handled by `group`: true the first time (do the work),
-    /// false while it is remembered (skip it). Remembered for 7 days.
-    ///
-    /// # Errors
-    /// Storage errors.
-    pub fn mark_processed(&self, group: &str, key: &str) -> Result<bool> {
-        self.write("MARK PROCESSED", |c, now| {
-            mark(c, now, group, key, DEFAULT_PROCESSED_TTL)
         })
     }
 }
@@ -90,7 +80,7 @@ impl Transaction {
     }
 
     /// Runs one operation inside a savepoint: a failed operation leaves no trace.
-    pub(crate) fn step<T>(&mut self, f: impl FnOnce(&Connection, i64) -> Result<T>) -> Result<T> {
+    pub(crate) fn step<T>(&mut self, f: impl FnOnce(&Ctx<'_>) -> Result<T>) -> Result<T> {
         if let Some(why) = &self.failed {
             return Err(Error::TransactionAborted(why.clone()));
         }
@@ -102,7 +92,7 @@ impl Transaction {
             return Err(Error::TransactionAborted(ENDED.into()));
         }
         run_cached(c, "SAVEPOINT mq_step")?;
-        match f(c, now) {
+        match f(&Ctx::new(c, now, &self.effects)) {
             Ok(v) => {
                 run_cached(c, "RELEASE mq_step")?;
                 Ok(v)
@@ -122,12 +112,38 @@ impl Transaction {
         }
     }
 
-    pub(crate) fn database(&self) -> &Database {
-        &self.db
+    /// Runs `f` as one step of the transaction made of several: if it
+    /// fails, everything it did is undone (IMPORT publishes in chunks).
+    pub(crate) fn atomically<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        if let Some(why) = &self.failed {
+            return Err(Error::TransactionAborted(why.clone()));
+        }
+        let c = self.conn()?;
+        if c.is_autocommit() {
+            self.failed = Some(ENDED.into());
+            return Err(Error::TransactionAborted(ENDED.into()));
+        }
+        run_cached(c, "SAVEPOINT mq_group")?;
+        match f(self) {
+            Ok(v) => {
+                run_cached(self.conn()?, "RELEASE mq_group")?;
+                Ok(v)
+            }
+            Err(e) => {
+                if let Ok(c) = self.conn()
+                    && !c.is_autocommit()
+                {
+                    let _ = run_cached(c, "ROLLBACK TO mq_group");
+                    let _ = run_cached(c, "RELEASE mq_group");
+                }
+                Err(e)
+            }
+        }
     }
 
-    pub(crate) fn note_published(&mut self) {
-        self.published = true;
+    /// The database this transaction writes.
+    pub(crate) fn database(&self) -> &Database {
+        &self.db
     }
 
     /// The transaction's connection, for the application's own tables: what
@@ -184,12 +200,10 @@ impl Transaction {
     pub fn publish_batch(&mut self, topic: &str, messages: Vec<Message>) -> Result<Vec<Published>> {
         self.db.check_disk_reserve("PUBLISH")?;
         let max = self.db.max_payload();
-        let out = self.step(|c, now| {
+        self.step(|c| {
             let t = topic::get(c, topic)?;
-            publish::append(c, now, &t, &messages, max)
-        })?;
-        self.published = true;
-        Ok(out)
+            publish::append(c, &t, &messages, max)
+        })
     }
 
     /// Leases messages in this transaction (never blocks: a WAIT is refused).
@@ -197,14 +211,14 @@ impl Transaction {
     /// # Errors
     /// As [`Database::consume`]; `InvalidArgument` for a WAIT.
     pub fn consume(&mut self, request: &ConsumeRequest) -> Result<Vec<Delivery>> {
-        db::check_consume(request)?;
-        if request.wait.is_some() {
+        request.check()?;
+        if request.waits().is_some() {
             return Err(Error::invalid(
                 "CONSUME ... WAIT is not allowed inside a transaction: it would hold the write lock while waiting",
             ));
         }
         let db = self.db.clone();
-        self.step(|c, now| db::consume_once(c, now, request, db.ids()))
+        self.step(|c| delivery::consume_once(c, request, db.ids()))
     }
 
     /// Acknowledges deliveries in this transaction.
@@ -212,7 +226,7 @@ impl Transaction {
     /// # Errors
     /// `StaleDelivery`/`UnknownDelivery`, which also make the transaction unable to commit.
     pub fn ack(&mut self, ids: &[u64]) -> Result<()> {
-        self.step(|c, _| group::ack(c, ids))
+        self.step(|c| delivery::ack(c, ids))
     }
 
     /// Negatively acknowledges deliveries in this transaction.
@@ -220,9 +234,7 @@ impl Transaction {
     /// # Errors
     /// As [`Transaction::ack`].
     pub fn nack(&mut self, ids: &[u64], action: &NackAction) -> Result<()> {
-        self.step(|c, now| group::nack(c, now, ids, action))?;
-        self.published = true;
-        Ok(())
+        self.step(|c| delivery::nack(c, ids, action))
     }
 
     /// Moves a group's cursor in this transaction.
@@ -230,9 +242,7 @@ impl Transaction {
     /// # Errors
     /// As [`Database::replay`].
     pub fn replay(&mut self, topic: &str, group: &str, from: ReplayFrom) -> Result<()> {
-        self.step(|c, now| group::replay(c, now, topic, group, from))?;
-        self.published = true;
-        Ok(())
+        self.step(|c| group::replay(c, topic, group, from))
     }
 
     /// Kafka-style offset commit: everything of `group` in `topic`/`partition`
@@ -247,7 +257,7 @@ impl Transaction {
         partition: u32,
         offset: u64,
     ) -> Result<()> {
-        self.step(|c, _| group::commit_offset(c, group, topic, partition, offset))
+        self.step(|c| group::commit_offset(c, group, topic, partition, offset))
     }
 
     /// As [`Database::mark_processed`], inside this transaction: if the
@@ -264,26 +274,130 @@ impl Transaction {
     /// # Errors
     /// Storage errors.
     pub fn mark_processed_for(&mut self, group: &str, key: &str, ttl: Duration) -> Result<bool> {
-        self.step(|c, now| mark(c, now, group, key, ttl))
+        self.step(|c| processed::mark(c, group, key, ttl))
     }
 
-    /// Runs statements of the language inside this transaction; returns the
-    /// last result. BEGIN, COMMIT and ROLLBACK are refused here.
+    /// As [`Database::create`], in this transaction.
     ///
     /// # Errors
-    /// As [`Database::execute`].
-    pub fn execute(&mut self, text: &str) -> Result<ResultSet> {
-        let stmts = crate::lang::parse_script(text)?;
-        let mut last = ResultSet::empty();
-        for s in &stmts {
-            let mut result = ResultSet::empty();
-            crate::lang::exec::run_in(self, &s.statement, &mut |rs| {
-                result = rs;
-                Ok(())
-            })?;
-            last = result;
+    /// As [`Database::create`].
+    pub fn create(
+        &mut self,
+        kind: TopicKind,
+        name: &str,
+        if_not_exists: bool,
+        options: &TopicOptions,
+    ) -> Result<bool> {
+        self.step(|c| catalog::create(c, kind, name, if_not_exists, options))
+    }
+
+    /// As [`Database::alter`], in this transaction.
+    ///
+    /// # Errors
+    /// As [`Database::alter`].
+    pub fn alter(&mut self, kind: TopicKind, name: &str, options: &TopicOptions) -> Result<()> {
+        self.step(|c| catalog::alter(c, kind, name, options))
+    }
+
+    /// As [`Database::drop_topic`], in this transaction.
+    ///
+    /// # Errors
+    /// As [`Database::drop_topic`].
+    pub fn drop_topic(&mut self, kind: TopicKind, name: &str, if_exists: bool) -> Result<bool> {
+        self.step(|c| catalog::drop(c, kind, name, if_exists))
+    }
+
+    /// As [`Database::purge`], in this transaction.
+    ///
+    /// # Errors
+    /// As [`Database::purge`].
+    pub fn purge(&mut self, topic: &str) -> Result<u64> {
+        self.step(|c| catalog::purge(c, topic))
+    }
+
+    /// As [`Database::subscribe`], in this transaction.
+    ///
+    /// # Errors
+    /// As [`Database::subscribe`].
+    pub fn subscribe(&mut self, group: &str, subscription: &Subscription) -> Result<()> {
+        self.step(|c| group::subscribe(c, c.now, group, subscription))
+    }
+
+    /// As [`Database::unsubscribe`], in this transaction.
+    ///
+    /// # Errors
+    /// As [`Database::unsubscribe`].
+    pub fn unsubscribe(&mut self, group: &str, from: Option<&str>) -> Result<()> {
+        self.step(|c| group::unsubscribe(c, group, from))
+    }
+
+    /// As [`Database::requeue_dlq`], in this transaction.
+    ///
+    /// # Errors
+    /// As [`Database::requeue_dlq`].
+    pub fn requeue_dlq(&mut self, ids: &[i64]) -> Result<u64> {
+        self.step(|c| dlq::requeue(c, ids))
+    }
+
+    /// As [`Database::purge_dlq`], in this transaction.
+    ///
+    /// # Errors
+    /// As [`Database::purge_dlq`].
+    pub fn purge_dlq(&mut self, ids: &[i64]) -> Result<u64> {
+        self.step(|c| dlq::purge(c, ids))
+    }
+
+    /// As [`Database::topic_summaries`], seeing this transaction's changes.
+    ///
+    /// # Errors
+    /// As [`Database::topic_summaries`].
+    pub fn topic_summaries(&mut self) -> Result<Vec<TopicSummary>> {
+        self.step(|c| api::topic_summaries(c))
+    }
+
+    /// As [`Database::group_stats`], seeing this transaction's changes.
+    ///
+    /// # Errors
+    /// As [`Database::group_stats`].
+    pub fn group_stats(&mut self, topic: Option<&str>) -> Result<Vec<GroupStats>> {
+        self.step(|c| api::group_stats(c, topic))
+    }
+
+    /// As [`Database::partitions`], seeing this transaction's changes.
+    ///
+    /// # Errors
+    /// As [`Database::partitions`].
+    pub fn partitions(&mut self, topic: &str) -> Result<Vec<PartitionInfo>> {
+        self.step(|c| topic::partitions(c, topic))
+    }
+
+    /// As [`Database::topic`], seeing this transaction's changes.
+    ///
+    /// # Errors
+    /// As [`Database::topic`].
+    pub fn topic(&mut self, name: &str) -> Result<topic::TopicInfo> {
+        self.step(|c| topic::get(c, name))
+    }
+
+    /// As [`Database::topic_stats`], seeing this transaction's changes.
+    ///
+    /// # Errors
+    /// As [`Database::topic_stats`].
+    pub fn topic_stats(&mut self, name: &str) -> Result<topic::TopicStats> {
+        self.step(|c| topic::stats(c, topic::get(c, name)?.id))
+    }
+
+    /// As [`Database::check`], inside this transaction.
+    ///
+    /// # Errors
+    /// As [`Database::check`].
+    pub fn check(&mut self) -> Result<()> {
+        let problems = self.step(|c| api::problems(c))?;
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::CheckFailed { problems })
         }
-        Ok(last)
     }
 
     /// Commits. Durable (per the database's durability) when it returns Ok.
@@ -293,11 +407,11 @@ impl Transaction {
     /// `CommitAmbiguous` when the commit itself failed.
     pub fn commit(mut self) -> Result<()> {
         if let Some(why) = self.failed.take() {
-            self.finish(false);
+            self.finish();
             return Err(Error::TransactionAborted(why));
         }
         if self.conn()?.is_autocommit() {
-            self.finish(false);
+            self.finish();
             return Err(Error::TransactionAborted(ENDED.into()));
         }
         let Some(tx_conn) = self.conn.take() else {
@@ -306,20 +420,17 @@ impl Transaction {
         let conn = tx_conn.own();
         match run_cached(conn, "COMMIT") {
             Ok(()) => {
-                crate::storage::after_commit(conn);
-                crate::topic::shrink_if_drained(conn);
+                storage::after_commit(conn);
+                self.db.committed(conn, &self.effects);
                 if !self.lent.get() || tx_conn.reset().is_ok() {
-                    self.db.give_back(tx_conn);
-                }
-                if self.published {
-                    self.db.wake_waiters();
+                    self.db.pool().put_back(tx_conn);
                 }
                 Ok(())
             }
             Err(e) => {
                 // Outcome unknown: roll back what may be left and never reuse
                 // this connection (after an fsync error it cannot be trusted).
-                crate::db::rollback(conn);
+                rollback(conn);
                 Err(Error::commit_failed("COMMIT", &e))
             }
         }
@@ -330,53 +441,23 @@ impl Transaction {
     /// # Errors
     /// Storage errors.
     pub fn rollback(mut self) -> Result<()> {
-        self.finish(false);
+        self.finish();
         Ok(())
     }
 
-    fn finish(&mut self, _commit: bool) {
+    /// Rolls back and returns a healthy connection to the pool.
+    fn finish(&mut self) {
         if let Some(conn) = self.conn.take()
             && run_cached(conn.own(), "ROLLBACK").is_ok()
             && (!self.lent.get() || conn.reset().is_ok())
         {
-            self.db.give_back(conn);
+            self.db.pool().put_back(conn);
         }
     }
 }
 
 impl Drop for Transaction {
     fn drop(&mut self) {
-        self.finish(false);
+        self.finish();
     }
-}
-
-/// Marks a processed key; true when it was not already marked (or had expired).
-pub(crate) fn mark(
-    c: &Connection,
-    now: i64,
-    group: &str,
-    key: &str,
-    ttl: Duration,
-) -> Result<bool> {
-    if group.is_empty() || key.is_empty() {
-        return Err(Error::invalid("mark_processed needs a group and a key"));
-    }
-    // Forget a bounded number of expired keys (never a full scan).
-    c.prepare_cached(
-        "DELETE FROM mq_processed WHERE (group_name, key) IN
-           (SELECT group_name, key FROM mq_processed WHERE expires_at <= ?1 LIMIT 64)",
-    )?
-    .execute([now])?;
-    let live: Option<i64> = c
-        .prepare_cached("SELECT expires_at FROM mq_processed WHERE group_name = ?1 AND key = ?2 AND expires_at > ?3")?
-        .query_row(params![group, key, now], |r| r.get(0))
-        .optional()?;
-    if live.is_some() {
-        return Ok(false);
-    }
-    c.prepare_cached(
-        "INSERT OR REPLACE INTO mq_processed (group_name, key, processed_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![group, key, now, now.saturating_add(topic::ms(ttl))])?;
-    Ok(true)
 }

@@ -310,3 +310,41 @@ fn only_ack_batches_fsync_after_the_commit() {
     normal.ack(&[got[0].id]).unwrap();
     assert_eq!(normal.write_stats().deferred_syncs, 0);
 }
+
+/// The language is a client of the typed API: PUBLISH and ACK statements
+/// take the same group-commit path as `Database::publish` and
+/// `Database::ack` (and so the ACK gets the deferred fsync).
+#[test]
+fn publish_and_ack_statements_go_through_group_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("stmts.db")).unwrap(); // durability full
+    db.execute("CREATE QUEUE jobs").unwrap();
+    let before = db.write_stats();
+    let published = db.execute("PUBLISH jobs 'a', 'b'").unwrap();
+    assert_eq!(published.rows.len(), 2);
+    let after_publish = db.write_stats();
+    assert_eq!(after_publish.writes, before.writes + 1, "one grouped write");
+    assert_eq!(after_publish.commits, before.commits + 1);
+    let got = db.execute("CONSUME 2 FROM jobs").unwrap();
+    let ids: Vec<String> = got.rows.iter().map(|r| r[0].to_string()).collect();
+    db.execute(&format!("ACK {}", ids.join(", "))).unwrap();
+    let after_ack = db.write_stats();
+    assert_eq!(after_ack.writes, after_publish.writes + 1);
+    assert_eq!(after_ack.deferred_syncs, after_publish.deferred_syncs + 1);
+    assert_eq!(db.topic_stats("jobs").unwrap().messages, 0);
+}
+
+/// `execute_all` returns every statement's result, not only the last.
+#[test]
+fn execute_all_returns_every_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Database::open(dir.path().join("all.db")).unwrap();
+    let results = db
+        .execute_all("CREATE TOPIC t; PUBLISH t 'x'; PUBLISH t 'y'; SELECT COUNT(*) AS n FROM t")
+        .unwrap();
+    assert_eq!(results.len(), 4);
+    assert!(results[0].rows.is_empty());
+    assert_eq!(results[1].rows.len(), 1);
+    assert_eq!(results[2].rows[0][2], mqlite::Value::Int(1), "offset of 'y'");
+    assert_eq!(results[3].rows[0][0], mqlite::Value::Int(2));
+}

@@ -1,6 +1,5 @@
 //! `mqlite`: the command-line shell of the mqlite message-queue database.
 
-mod dot;
 mod render;
 mod repl;
 mod shell;

@@ -18,7 +18,7 @@ use rustyline::hint::HistoryHinter;
 use rustyline::history::FileHistory;
 use rustyline::{CompletionType, Config, Editor, Helper, Hinter, Validator};
 
-use crate::dot;
+use crate::shell::dot;
 use crate::shell::{Flow, Shell, ShellError, at_statement_start};
 
 /// At most this many topic names and this many group names are offered.

@@ -1,6 +1,8 @@
 //! Running statements and scripts: what the command line, stdin, `.read`
 //! and the REPL have in common.
 
+pub(crate) mod dot;
+
 use std::fmt;
 use std::io::{self, BufRead, BufWriter, IsTerminal, Write};
 use std::sync::Arc;
@@ -11,7 +13,6 @@ use mqlite::lang::ast::Statement;
 use mqlite::lang::{ParseError, is_complete, parse_script};
 use mqlite::{Database, Session};
 
-use crate::dot;
 use crate::render::{self, Batch, Mode, RenderOptions};
 
 /// A progress callback drawing one bar per step (BENCH workload) on stderr.

@@ -5,6 +5,10 @@
 
 use std::time::Duration;
 
+pub use crate::delivery::NackAction;
+pub use crate::group::{ReplayFrom, StartFrom, TimeSpec};
+pub use crate::topic::{Overflow, Retention, TopicKind};
+
 /// One statement.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Statement {
@@ -62,15 +66,6 @@ pub enum Statement {
     Tail(Tail),
 }
 
-/// TOPIC or QUEUE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TopicKind {
-    /// A log with groups.
-    Topic,
-    /// A topic with one implicit group, retention until consumed.
-    Queue,
-}
-
 /// `CREATE TOPIC|QUEUE`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Create {
@@ -125,30 +120,6 @@ pub enum TopicOption {
     AckWait(Duration),
 }
 
-/// How long a topic keeps messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Retention {
-    /// `RETENTION 7d`: by age.
-    Age(Duration),
-    /// `RETENTION 10MB`: by total payload size in bytes.
-    Size(u64),
-    /// `RETENTION n MESSAGES`: by count.
-    Messages(u64),
-    /// `RETENTION UNTIL CONSUMED`: below every group's ack floor.
-    UntilConsumed,
-    /// `RETENTION FOREVER`.
-    Forever,
-}
-
-/// What a full topic does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Overflow {
-    /// The publish fails.
-    Reject,
-    /// The oldest messages are dropped.
-    DropOldest,
-}
-
 /// A message payload literal.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -184,28 +155,6 @@ pub enum SubscribeTarget {
     Name(String),
     /// A quoted pattern: `*` one dot-separated word, `#` zero or more.
     Pattern(String),
-}
-
-/// A point in time in the language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeSpec {
-    /// `'2024-01-15T10:30:00Z'`, as ms since the epoch.
-    Absolute(i64),
-    /// `'-1h'`: that long before now.
-    Ago(Duration),
-}
-
-/// Where a new group starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartFrom {
-    /// FROM BEGINNING
-    Beginning,
-    /// FROM LATEST
-    Latest,
-    /// FROM OFFSET n
-    Offset(u64),
-    /// FROM TIMESTAMP 't'
-    Timestamp(TimeSpec),
 }
 
 /// `SUBSCRIBE GROUP g TO target, ... [FROM ...] [ORDERED] [MAX DELIVERIES n] [ACK WAIT d]`
@@ -263,17 +212,6 @@ pub struct Consume {
     pub ack_wait: Option<Duration>,
 }
 
-/// What a NACK asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum NackAction {
-    /// Redeliver now.
-    Now,
-    /// `DELAY d`: redeliver after d.
-    Delay(Duration),
-    /// `DEAD ['reason']`: dead-letter at once.
-    Dead(Option<String>),
-}
-
 /// `NACK id, ... [DELAY d | DEAD ['reason']]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct Nack {
@@ -281,24 +219,6 @@ pub struct Nack {
     pub ids: Vec<u64>,
     /// What to do.
     pub action: NackAction,
-}
-
-/// Where REPLAY moves a cursor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplayFrom {
-    /// FROM BEGINNING
-    Beginning,
-    /// FROM LATEST
-    Latest,
-    /// FROM OFFSET n [PARTITION p]
-    Offset {
-        /// The offset.
-        offset: u64,
-        /// Only this partition; else every partition.
-        partition: Option<u32>,
-    },
-    /// FROM TIMESTAMP 't'
-    Timestamp(TimeSpec),
 }
 
 /// `REPLAY name GROUP g FROM ...`

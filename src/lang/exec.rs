@@ -1,26 +1,25 @@
-//! Executes statements of the language through the library API.
+//! Executes statements of the language through the typed API: every
+//! statement calls the same `Database` or `Transaction` method a Rust
+//! program calls. The SELECT planner (`query`) is the only part of the
+//! language that emits SQL, and it reads through the handle's read path.
 
 use std::sync::atomic::AtomicBool;
 
-use rusqlite::types::Value as SqlValue;
-
 use super::ast::{
-    BinaryOp, ConsumeSource, DlqOp, Export, Expr, Import, Literal, PathSegment, Payload, Select,
-    SelectItem, Source, Statement, SubscribeTarget, Tail, TopicKind, TopicOption,
+    BinaryOp, Consume, ConsumeSource, DlqOp, Export, Expr, Import, Literal, PathSegment, Payload,
+    Publish, Select, SelectItem, Source, Statement, Subscribe, SubscribeTarget, Tail, TopicKind,
+    TopicOption,
 };
 use super::{display, query};
-use rusqlite::Connection;
-
-use crate::db::ConsumeRequest;
-use crate::group::{self, Delivery, Subscription};
+use crate::db::{GroupStats, TopicSummary};
+use crate::delivery::{ConsumeRequest, Delivery};
+use crate::group::{ReplayFrom, Subscription};
 use crate::input::{MAX_LINE_BYTES, read_line_limited};
-use crate::publish;
 use crate::publish::{Message, Published};
-use crate::topic::{self, TopicOptions};
+use crate::topic::{PartitionInfo, TopicInfo, TopicOptions, TopicStats};
 use crate::txn::Transaction;
 use crate::{Database, Error, Result, ResultSet, Value};
 
-/// Runs one statement, passing its result(s) to `out`.
 /// Where statements run: each in its own transaction, or inside an explicit one.
 pub(crate) enum Runner<'a> {
     /// Each statement is its own write transaction.
@@ -29,39 +28,51 @@ pub(crate) enum Runner<'a> {
     Tx(&'a mut Transaction),
 }
 
+/// Calls the same method on the database or the transaction.
+macro_rules! either {
+    ($r:expr, $x:ident => $call:expr) => {
+        match $r {
+            Runner::Auto($x) => $call,
+            Runner::Tx($x) => $call,
+        }
+    };
+}
+
 impl Runner<'_> {
-    fn db(&self) -> Database {
+    fn db(&self) -> &Database {
         match self {
-            Runner::Auto(db) => (*db).clone(),
-            Runner::Tx(tx) => tx.database().clone(),
-        }
-    }
-
-    fn write<T>(&mut self, what: &str, f: impl FnOnce(&Connection, i64) -> Result<T>) -> Result<T> {
-        match self {
-            Runner::Auto(db) => db.write(what, f),
-            Runner::Tx(tx) => tx.step(f),
-        }
-    }
-
-    fn read<T>(&mut self, f: impl FnOnce(&Connection, i64) -> Result<T>) -> Result<T> {
-        match self {
-            Runner::Auto(db) => db.read(f),
-            Runner::Tx(tx) => tx.step(f),
-        }
-    }
-
-    /// Something was published or made deliverable: wake waiting consumers
-    /// (at once, or when the transaction commits).
-    fn wrote(&mut self) {
-        match self {
-            Runner::Auto(db) => db.wake_waiters(),
-            Runner::Tx(tx) => tx.note_published(),
+            Runner::Auto(db) => db,
+            Runner::Tx(tx) => tx.database(),
         }
     }
 
     fn in_transaction(&self) -> bool {
         matches!(self, Runner::Tx(_))
+    }
+
+    /// Runs the SELECT planner on the handle's read path (or inside the
+    /// transaction, which sees its own changes).
+    fn select(&mut self, q: &Select) -> Result<ResultSet> {
+        match self {
+            Runner::Auto(db) => db.read(|c, now| query::select(c, now, q)),
+            Runner::Tx(tx) => tx.step(|c| query::select(c, c.now, q)),
+        }
+    }
+
+    fn topic_summaries(&mut self) -> Result<Vec<TopicSummary>> {
+        either!(self, x => x.topic_summaries())
+    }
+
+    fn group_stats(&mut self, topic: Option<&str>) -> Result<Vec<GroupStats>> {
+        either!(self, x => x.group_stats(topic))
+    }
+
+    fn topic(&mut self, name: &str) -> Result<(TopicInfo, TopicStats, Vec<PartitionInfo>)> {
+        either!(self, x => Ok((x.topic(name)?, x.topic_stats(name)?, x.partitions(name)?)))
+    }
+
+    fn publish(&mut self, topic: &str, msgs: Vec<Message>) -> Result<Vec<Published>> {
+        either!(self, x => x.publish_batch(topic, msgs))
     }
 }
 
@@ -73,7 +84,17 @@ pub(crate) fn run(
     stmt: &Statement,
     out: &mut dyn FnMut(ResultSet) -> Result<()>,
 ) -> Result<()> {
-    run_with(Runner::Auto(db), interrupt, progress, stmt, out)
+    match stmt {
+        Statement::Bench(b) => {
+            let mut quiet = |_: &str, _: u64, _: u64| {};
+            out(super::bench::run(db, b, progress.unwrap_or(&mut quiet))?)
+        }
+        Statement::Tail(t) => tail(db, interrupt, t, out),
+        Statement::Consume(c) => out(deliveries(
+            &db.consume_until(&consume_request(c), Some(interrupt))?,
+        )),
+        _ => run_with(Runner::Auto(db), stmt, out),
+    }
 }
 
 /// A callback for long statements (BENCH): `(step, done, total)`.
@@ -85,22 +106,23 @@ pub(crate) fn run_in(
     stmt: &Statement,
     out: &mut dyn FnMut(ResultSet) -> Result<()>,
 ) -> Result<()> {
-    run_with(Runner::Tx(tx), &AtomicBool::new(false), None, stmt, out)
+    match stmt {
+        Statement::Bench(_) => Err(Error::invalid("BENCH is not allowed inside a transaction")),
+        Statement::Tail(_) => Err(Error::invalid("TAIL is not allowed inside a transaction")),
+        Statement::Consume(c) => out(deliveries(&tx.consume(&consume_request(c))?)),
+        _ => run_with(Runner::Tx(tx), stmt, out),
+    }
 }
 
 fn run_with(
     mut r: Runner<'_>,
-    interrupt: &AtomicBool,
-    progress: Option<&mut Progress<'_>>,
     stmt: &Statement,
     out: &mut dyn FnMut(ResultSet) -> Result<()>,
 ) -> Result<()> {
     let rs = match stmt {
         Statement::Create(c) => {
             let o = options(&c.options)?;
-            r.write("CREATE", |conn, now| {
-                topic::create(conn, now, c.kind, &c.name, c.if_not_exists, &o)
-            })?;
+            either!(&mut r, x => x.create(c.kind, &c.name, c.if_not_exists, &o))?;
             ResultSet::empty()
         }
         Statement::Alter(a) => {
@@ -108,185 +130,148 @@ fn run_with(
                 return Err(Error::invalid("ALTER needs at least one option after SET"));
             }
             let o = options(&a.options)?;
-            r.write("ALTER", |conn, _| topic::alter(conn, a.kind, &a.name, &o))?;
+            either!(&mut r, x => x.alter(a.kind, &a.name, &o))?;
             ResultSet::empty()
         }
         Statement::Drop(d) => {
-            r.write("DROP", |conn, _| {
-                topic::drop(conn, d.kind, &d.name, d.if_exists)
-            })?;
+            either!(&mut r, x => x.drop_topic(d.kind, &d.name, d.if_exists))?;
             ResultSet::empty()
         }
-        Statement::ShowTopics => show_topics(&mut r, TopicKind::Topic)?,
-        Statement::ShowQueues => show_topics(&mut r, TopicKind::Queue)?,
-        Statement::ShowGroups(on) => r.read(|c, now| {
-            let only = match on {
-                Some(name) => Some(topic::get(c, name)?.id),
-                None => None,
-            };
-            Ok(query::rows_result(
-                query::groups_rows(c, now, only)?,
-                Source::Groups,
-            ))
-        })?,
+        Statement::ShowTopics => show_topics(&r.topic_summaries()?, TopicKind::Topic),
+        Statement::ShowQueues => show_topics(&r.topic_summaries()?, TopicKind::Queue),
+        Statement::ShowGroups(on) => query::rows_result(
+            query::groups_rows(&r.group_stats(on.as_deref())?),
+            Source::Groups,
+        ),
         Statement::Describe(name) => describe(&mut r, name)?,
-        Statement::Publish(p) => {
-            let mut msgs = Vec::with_capacity(p.payloads.len());
-            for payload in &p.payloads {
-                let text = match payload {
-                    Payload::Text(s) | Payload::Json(s) => s.clone(),
-                };
-                let mut m = Message::new(text);
-                m.key = p.key.clone();
-                m.partition = p.partition;
-                m.delay = p.delay;
-                m.dedup_id = p.dedup.clone();
-                for (k, v) in &p.headers {
-                    if m.headers.insert(k.clone(), v.clone()).is_some() {
-                        return Err(Error::invalid(format!("header '{k}' is given twice")));
-                    }
-                }
-                msgs.push(m);
-            }
-            if p.dedup.is_some() && msgs.len() > 1 {
-                return Err(Error::invalid(
-                    "DEDUP names one message: publish several payloads with one DEDUP id each in separate statements",
-                ));
-            }
-            let stored = publish_all(&mut r, &p.topic, &msgs)?;
-            published(&stored)
-        }
+        Statement::Publish(p) => published(&r.publish(&p.topic, messages_of(p)?)?),
         Statement::Subscribe(s) => {
-            let mut sub = Subscription {
-                from: s.from,
-                ordered: s.ordered,
-                max_deliveries: s.max_deliveries,
-                ack_wait: s.ack_wait,
-                ..Subscription::default()
-            };
-            for t in &s.targets {
-                match t {
-                    SubscribeTarget::Name(n) => sub.topics.push(n.clone()),
-                    SubscribeTarget::Pattern(p) => sub.patterns.push(p.clone()),
-                }
-            }
-            r.write("SUBSCRIBE", |c, now| {
-                group::subscribe(c, now, &s.group, &sub)
-            })?;
+            let sub = subscription(s);
+            either!(&mut r, x => x.subscribe(&s.group, &sub))?;
             ResultSet::empty()
         }
         Statement::Unsubscribe(u) => {
-            r.write("UNSUBSCRIBE", |c, _| {
-                group::unsubscribe(c, &u.group, u.from.as_deref())
-            })?;
+            either!(&mut r, x => x.unsubscribe(&u.group, u.from.as_deref()))?;
             ResultSet::empty()
         }
-        Statement::Consume(c) => {
-            let mut req = match &c.source {
-                ConsumeSource::Topic { name, group: None } => ConsumeRequest::queue(name.clone()),
-                ConsumeSource::Topic {
-                    name,
-                    group: Some(g),
-                } => ConsumeRequest::topic(name.clone(), g.clone()),
-                ConsumeSource::Group(g) => ConsumeRequest::group(g.clone()),
-            };
-            req.max = c
-                .count
-                .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
-            req.member = c.member.clone();
-            req.wait = c.wait;
-            req.ack_wait = c.ack_wait;
-            let got = match &mut r {
-                Runner::Auto(db) => db.consume_until(&req, Some(interrupt))?,
-                Runner::Tx(tx) => tx.consume(&req)?,
-            };
-            deliveries(&got)
-        }
         Statement::Ack(ids) => {
-            r.write("ACK", |c, _| group::ack(c, ids))?;
+            either!(&mut r, x => x.ack(ids))?;
             ResultSet::empty()
         }
         Statement::Nack(n) => {
-            r.write("NACK", |c, now| group::nack(c, now, &n.ids, &n.action))?;
-            r.wrote();
+            either!(&mut r, x => x.nack(&n.ids, &n.action))?;
             ResultSet::empty()
         }
-        Statement::Purge(name) => {
-            let n = r.write("PURGE", |c, _| topic::purge(c, name))?;
-            one("purged", count(n))
+        Statement::Purge(name) => one("purged", count(either!(&mut r, x => x.purge(name))?)),
+        Statement::Check => {
+            either!(&mut r, x => x.check())?;
+            one("result", Value::Text("ok".into()))
         }
-        Statement::Check => check(&mut r)?,
-        Statement::Select(q) => r.read(|c, now| query::select(c, now, q))?,
+        Statement::Select(q) => r.select(q)?,
         Statement::Replay(rp) => {
-            r.write("REPLAY", |c, now| {
-                group::replay(c, now, &rp.topic, &rp.group, rp.from)
-            })?;
-            r.wrote();
+            let from: ReplayFrom = rp.from;
+            either!(&mut r, x => x.replay(&rp.topic, &rp.group, from))?;
             ResultSet::empty()
         }
         Statement::RequeueDlq(op) => {
-            let n = r.write("REQUEUE DLQ", |c, now| {
-                let ids = dlq_ids(c, now, op)?;
-                group::requeue(c, now, &ids)
-            })?;
-            r.wrote();
-            one("requeued", count(n))
+            let ids = dlq_ids(&mut r, op)?;
+            one(
+                "requeued",
+                count(either!(&mut r, x => x.requeue_dlq(&ids))?),
+            )
         }
         Statement::PurgeDlq(op) => {
-            let n = r.write("PURGE DLQ", |c, now| {
-                let ids = dlq_ids(c, now, op)?;
-                let mut st = c.prepare_cached("DELETE FROM mq_dlq WHERE id = ?1")?;
-                for id in &ids {
-                    st.execute([id])?;
-                }
-                Ok(ids.len() as u64)
-            })?;
-            one("purged", count(n))
+            let ids = dlq_ids(&mut r, op)?;
+            one("purged", count(either!(&mut r, x => x.purge_dlq(&ids))?))
         }
-        Statement::Begin => {
-            return Err(Error::Transaction(if r.in_transaction() {
-                "BEGIN inside a transaction: COMMIT or ROLLBACK the open one first".into()
-            } else {
-                "BEGIN needs a session (the shell, or Database::session)".into()
-            }));
-        }
-        Statement::Commit | Statement::Rollback => {
-            return Err(Error::Transaction(if r.in_transaction() {
-                "COMMIT and ROLLBACK end a transaction through its owner (Transaction::commit)"
-                    .into()
-            } else {
-                "there is no open transaction (BEGIN starts one)".into()
-            }));
+        Statement::Begin | Statement::Commit | Statement::Rollback => {
+            return Err(transaction_control(stmt, r.in_transaction()));
         }
         Statement::Export(e) => one("exported", count(export(&mut r, e)?)),
         Statement::Import(i) => one("imported", count(import(&mut r, i)?)),
-        Statement::Bench(b) => {
-            let Runner::Auto(db) = r else {
-                return Err(Error::invalid("BENCH is not allowed inside a transaction"));
-            };
-            let mut quiet = |_: &str, _: u64, _: u64| {};
-            crate::bench::run(db, b, progress.unwrap_or(&mut quiet))?
-        }
-        Statement::Tail(t) => {
-            let Runner::Auto(db) = r else {
-                return Err(Error::invalid("TAIL is not allowed inside a transaction"));
-            };
-            return tail(db, interrupt, t, out);
+        Statement::Bench(_) | Statement::Tail(_) | Statement::Consume(_) => {
+            return Err(Error::invalid("internal error: statement dispatched twice"));
         }
     };
     out(rs)
 }
 
-fn publish_all(r: &mut Runner<'_>, topic_name: &str, msgs: &[Message]) -> Result<Vec<Published>> {
-    let db = r.db();
-    db.check_disk_reserve("PUBLISH")?;
-    let max = db.max_payload();
-    let stored = r.write("PUBLISH", |c, now| {
-        let t = topic::get(c, topic_name)?;
-        publish::append(c, now, &t, msgs, max)
-    })?;
-    r.wrote();
-    Ok(stored)
+/// BEGIN, COMMIT and ROLLBACK reach the executor only where they cannot run.
+fn transaction_control(stmt: &Statement, in_transaction: bool) -> Error {
+    Error::Transaction(match (stmt, in_transaction) {
+        (Statement::Begin, true) => {
+            "BEGIN inside a transaction: COMMIT or ROLLBACK the open one first".into()
+        }
+        (Statement::Begin, false) => {
+            "BEGIN needs a session (the shell, or Database::session)".into()
+        }
+        (_, true) => {
+            "COMMIT and ROLLBACK end a transaction through its owner (Transaction::commit)".into()
+        }
+        (_, false) => "there is no open transaction (BEGIN starts one)".into(),
+    })
+}
+
+/// The messages a PUBLISH statement stores.
+fn messages_of(p: &Publish) -> Result<Vec<Message>> {
+    let mut msgs = Vec::with_capacity(p.payloads.len());
+    for payload in &p.payloads {
+        let text = match payload {
+            Payload::Text(s) | Payload::Json(s) => s.clone(),
+        };
+        let mut m = Message::new(text);
+        m.key = p.key.clone();
+        m.partition = p.partition;
+        m.delay = p.delay;
+        m.dedup_id = p.dedup.clone();
+        for (k, v) in &p.headers {
+            if m.headers.insert(k.clone(), v.clone()).is_some() {
+                return Err(Error::invalid(format!("header '{k}' is given twice")));
+            }
+        }
+        msgs.push(m);
+    }
+    if p.dedup.is_some() && msgs.len() > 1 {
+        return Err(Error::invalid(
+            "DEDUP names one message: publish several payloads with one DEDUP id each in separate statements",
+        ));
+    }
+    Ok(msgs)
+}
+
+fn subscription(s: &Subscribe) -> Subscription {
+    let mut sub = Subscription {
+        from: s.from,
+        ordered: s.ordered,
+        max_deliveries: s.max_deliveries,
+        ack_wait: s.ack_wait,
+        ..Subscription::default()
+    };
+    for t in &s.targets {
+        match t {
+            SubscribeTarget::Name(n) => sub.topics.push(n.clone()),
+            SubscribeTarget::Pattern(p) => sub.patterns.push(p.clone()),
+        }
+    }
+    sub
+}
+
+fn consume_request(c: &Consume) -> ConsumeRequest {
+    let mut req = match &c.source {
+        ConsumeSource::Topic { name, group: None } => ConsumeRequest::queue(name.clone()),
+        ConsumeSource::Topic {
+            name,
+            group: Some(g),
+        } => ConsumeRequest::topic(name.clone(), g.clone()),
+        ConsumeSource::Group(g) => ConsumeRequest::group(g.clone()),
+    };
+    req.max = c
+        .count
+        .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX));
+    req.member = c.member.clone();
+    req.wait = c.wait;
+    req.ack_wait = c.ack_wait;
+    req
 }
 
 fn one(column: &str, v: Value) -> ResultSet {
@@ -366,8 +351,8 @@ pub(crate) fn deliveries(d: &[Delivery]) -> ResultSet {
     rs
 }
 
-fn show_topics(r: &mut Runner<'_>, kind: TopicKind) -> Result<ResultSet> {
-    let all = r.read(|c, _| Ok(query::rows_result(query::topics_rows(c)?, Source::Topics)))?;
+fn show_topics(all: &[TopicSummary], kind: TopicKind) -> ResultSet {
+    let all = query::rows_result(query::topics_rows(all), Source::Topics);
     let want = match kind {
         TopicKind::Topic => "topic",
         TopicKind::Queue => "queue",
@@ -394,115 +379,37 @@ fn show_topics(r: &mut Runner<'_>, kind: TopicKind) -> Result<ResultSet> {
             rs.rows.push(idx.iter().map(|&i| row[i].clone()).collect());
         }
     }
-    Ok(rs)
+    rs
 }
 
 fn describe(r: &mut Runner<'_>, name: &str) -> Result<ResultSet> {
-    r.read(|c, _| {
-        let t = topic::get(c, name)?;
-        let s = topic::stats(c, t.id)?;
-        let mut rs = ResultSet::with_columns(["property", "value"]);
-        let mut add = |k: &str, v: Value| rs.rows.push(vec![Value::Text(k.into()), v]);
-        add("name", Value::Text(t.name.clone()));
-        add("kind", Value::Text(topic::kind_str(t.kind).into()));
-        add("partitions", Value::Int(i64::from(t.partitions)));
-        add(
-            "retention",
-            Value::Text(t.retention.to_string()),
-        );
-        add(
-            "max_length",
-            t.max_length.map_or(Value::Null, |m| Value::Int(i64::try_from(m).unwrap_or(i64::MAX))),
-        );
-        add(
-            "overflow",
-            Value::Text(t.overflow.to_string()),
-        );
-        add("dedup_window", Value::Text(display::duration_text(t.dedup_window)));
-        add("max_deliveries", Value::Int(i64::from(t.max_deliveries)));
-        add("ack_wait", Value::Text(display::duration_text(t.ack_wait)));
-        add("messages", Value::Int(i64::try_from(s.messages).unwrap_or(i64::MAX)));
-        add("bytes", Value::Int(i64::try_from(s.bytes).unwrap_or(i64::MAX)));
-        let mut st = c.prepare_cached(
-            "SELECT partition, low_offset, next_offset FROM mq_partition_state WHERE topic_id = ?1 ORDER BY partition",
-        )?;
-        let parts: Vec<(i64, i64, i64)> =
-            st.query_map([t.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<rusqlite::Result<_>>()?;
-        for (p, low, next) in parts {
-            add(&format!("partition {p}"), Value::Text(format!("offsets {low}..{next}")));
-        }
-        let groups = query::groups_rows(c, 0, Some(t.id))?;
-        for g in groups {
-            if let (Some(SqlValue::Text(gname)), Some(SqlValue::Integer(pending)), Some(SqlValue::Integer(lag))) =
-                (g.first(), g.get(3), g.get(4))
-            {
-                add(&format!("group {gname}"), Value::Text(format!("pending {pending}, lag {lag}")));
-            }
-        }
-        Ok(rs)
-    })
-}
-
-/// One of CHECK's checks: adds what it finds to the list.
-type Check = fn(&Connection, &mut Vec<String>) -> rusqlite::Result<()>;
-
-/// CHECK: one row `ok`, or `Error::CheckFailed` listing every problem (so
-/// the shell exits non-zero). A damaged file can also make the checking
-/// queries themselves fail with SQLITE_CORRUPT; that is a problem too.
-fn check(r: &mut Runner<'_>) -> Result<ResultSet> {
-    let problems = r.read(|c, _| {
-        let mut problems: Vec<String> = Vec::new();
-        let checks: [Check; 2] = [integrity, offsets];
-        for check in checks {
-            if let Err(e) = check(c, &mut problems) {
-                match e.sqlite_error_code() {
-                    Some(
-                        rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase,
-                    ) => {
-                        problems.push(e.to_string());
-                    }
-                    _ => return Err(e.into()),
-                }
-            }
-        }
-        Ok(problems)
-    })?;
-    if !problems.is_empty() {
-        return Err(Error::CheckFailed { problems });
+    let (t, s, parts) = r.topic(name)?;
+    let groups = r.group_stats(Some(name))?;
+    let mut rs = ResultSet::with_columns(["property", "value"]);
+    let mut add = |k: &str, v: Value| rs.rows.push(vec![Value::Text(k.into()), v]);
+    add("name", Value::Text(t.name.clone()));
+    add("kind", Value::Text(crate::topic::kind_str(t.kind).into()));
+    add("partitions", Value::Int(i64::from(t.partitions)));
+    add("retention", Value::Text(t.retention.to_string()));
+    add("max_length", t.max_length.map_or(Value::Null, count));
+    add("overflow", Value::Text(t.overflow.to_string()));
+    add(
+        "dedup_window",
+        Value::Text(display::duration_text(t.dedup_window)),
+    );
+    add("max_deliveries", Value::Int(i64::from(t.max_deliveries)));
+    add("ack_wait", Value::Text(display::duration_text(t.ack_wait)));
+    add("messages", count(s.messages));
+    add("bytes", count(s.bytes));
+    for p in parts {
+        let offsets = format!("offsets {}..{}", p.low_offset, p.next_offset);
+        add(&format!("partition {}", p.partition), Value::Text(offsets));
     }
-    let mut rs = ResultSet::with_columns(["result"]);
-    rs.rows.push(vec![Value::Text("ok".into())]);
+    for g in groups {
+        let v = format!("pending {}, lag {}", g.pending, g.lag);
+        add(&format!("group {}", g.group), Value::Text(v));
+    }
     Ok(rs)
-}
-
-/// SQLite's integrity check: every row but "ok" is a problem.
-fn integrity(c: &Connection, problems: &mut Vec<String>) -> rusqlite::Result<()> {
-    let mut st = c.prepare("PRAGMA integrity_check")?;
-    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-    for row in rows {
-        let row = row?;
-        if row != "ok" {
-            problems.push(row);
-        }
-    }
-    Ok(())
-}
-
-/// Each partition's stored messages match its offsets.
-fn offsets(c: &Connection, problems: &mut Vec<String>) -> rusqlite::Result<()> {
-    let bad: i64 = c.query_row(
-        "SELECT COUNT(*) FROM mq_partition_state p WHERE p.low_offset > p.next_offset
-           OR (SELECT COUNT(*) FROM mq_messages m WHERE m.topic_id = p.topic_id AND m.partition = p.partition)
-              != p.next_offset - p.low_offset",
-        [],
-        |r| r.get(0),
-    )?;
-    if bad > 0 {
-        problems.push(format!(
-            "{bad} partition(s) whose stored messages do not match their offsets"
-        ));
-    }
-    Ok(())
 }
 
 fn count(n: u64) -> Value {
@@ -530,7 +437,7 @@ fn equals(name: &str, v: Literal) -> Expr {
 }
 
 /// Ids of the dead letters a REQUEUE/PURGE DLQ selects, oldest first.
-fn dlq_ids(c: &rusqlite::Connection, now: i64, op: &DlqOp) -> Result<Vec<i64>> {
+fn dlq_ids(r: &mut Runner<'_>, op: &DlqOp) -> Result<Vec<i64>> {
     let mut conds = Vec::new();
     if let Some(t) = &op.topic {
         conds.push(equals("topic", Literal::String(t.clone())));
@@ -553,7 +460,7 @@ fn dlq_ids(c: &rusqlite::Connection, now: i64, op: &DlqOp) -> Result<Vec<i64>> {
         limit: op.limit,
         offset: None,
     };
-    let rs = query::select(c, now, &q)?;
+    let rs = r.select(&q)?;
     Ok(rs
         .rows
         .iter()
@@ -565,13 +472,8 @@ fn dlq_ids(c: &rusqlite::Connection, now: i64, op: &DlqOp) -> Result<Vec<i64>> {
 }
 
 /// The messages of a topic matching a filter, in partition/offset order.
-fn messages(
-    c: &rusqlite::Connection,
-    now: i64,
-    topic: &str,
-    filter: Option<Expr>,
-) -> Result<ResultSet> {
-    let q = Select {
+fn messages(topic: &str, filter: Option<Expr>) -> Select {
+    Select {
         items: vec![SelectItem::Star],
         source: Source::Topic(topic.to_string()),
         filter,
@@ -579,8 +481,7 @@ fn messages(
         order_by: Vec::new(),
         limit: None,
         offset: None,
-    };
-    query::select(c, now, &q)
+    }
 }
 
 /// EXPORT: one JSON object per message (partition, offset, timestamp, key, headers, payload).
@@ -592,7 +493,7 @@ fn export(r: &mut Runner<'_>, e: &Export) -> Result<u64> {
     use std::io::Write;
     let target = std::path::Path::new(&e.file);
     refuse_database_files(r.db().path(), target)?;
-    let rs = r.read(|c, now| messages(c, now, &e.topic, e.filter.clone()))?;
+    let rs = r.select(&messages(&e.topic, e.filter.clone()))?;
     let out = OutputFile::create(target, e.overwrite)?;
     let mut w = std::io::BufWriter::new(out.file()?);
     for row in &rs.rows {
@@ -738,39 +639,53 @@ pub(crate) fn create_private(path: &std::path::Path) -> std::io::Result<std::fs:
 /// at a time, and no line may be longer than [`MAX_LINE_BYTES`], so memory
 /// stays bounded whatever the file (even `/dev/zero`).
 fn import(r: &mut Runner<'_>, i: &Import) -> Result<u64> {
-    const CHUNK: usize = 1000;
     let file = std::fs::File::open(&i.file)
         .map_err(|err| Error::invalid(format!("cannot read '{}': {err}", i.file)))?;
     let mut lines = std::io::BufReader::new(file);
     let db = r.db();
+    if db.is_read_only() {
+        return Err(Error::ReadOnly("IMPORT".into()));
+    }
     db.check_disk_reserve("IMPORT")?;
-    let max = db.max_payload();
-    let n = r.write("IMPORT", |c, now| {
-        let t = topic::get(c, &i.topic)?;
-        let (mut line, mut n, mut total) = (Vec::new(), 0usize, 0u64);
-        let mut chunk = Vec::with_capacity(CHUNK);
-        loop {
-            let more = read_line_limited(&mut lines, MAX_LINE_BYTES, &mut line)
-                .map_err(|e| Error::invalid(format!("{} line {}: {e}", i.file, n + 1)))?;
-            if more {
-                n += 1;
-                if let Some(m) = import_line(&line)
-                    .map_err(|why| Error::invalid(format!("{} line {n}: {why}", i.file)))?
-                {
-                    chunk.push(m);
-                }
-            }
-            if chunk.len() == CHUNK || (!more && !chunk.is_empty()) {
-                total += publish::append(c, now, &t, &chunk, max)?.len() as u64;
-                chunk.clear();
-            }
-            if !more {
-                return Ok(total);
+    match r {
+        Runner::Auto(db) => {
+            let mut tx = db.transaction()?;
+            let n = import_lines(&mut tx, i, &mut lines)?;
+            tx.commit()?;
+            Ok(n)
+        }
+        Runner::Tx(tx) => tx.atomically(|tx| import_lines(tx, i, &mut lines)),
+    }
+}
+
+/// Publishes the lines of an IMPORT file in chunks of 1,000 messages.
+fn import_lines(
+    tx: &mut Transaction,
+    i: &Import,
+    lines: &mut impl std::io::BufRead,
+) -> Result<u64> {
+    const CHUNK: usize = 1000;
+    let (mut line, mut n, mut total) = (Vec::new(), 0usize, 0u64);
+    let mut chunk = Vec::with_capacity(CHUNK);
+    loop {
+        let more = read_line_limited(lines, MAX_LINE_BYTES, &mut line)
+            .map_err(|e| Error::invalid(format!("{} line {}: {e}", i.file, n + 1)))?;
+        if more {
+            n += 1;
+            if let Some(m) = import_line(&line)
+                .map_err(|why| Error::invalid(format!("{} line {n}: {why}", i.file)))?
+            {
+                chunk.push(m);
             }
         }
-    })?;
-    r.wrote();
-    Ok(n)
+        if chunk.len() == CHUNK || (!more && !chunk.is_empty()) {
+            let batch = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+            total += tx.publish_batch(&i.topic, batch)?.len() as u64;
+        }
+        if !more {
+            return Ok(total);
+        }
+    }
 }
 
 /// One IMPORT line as a message; None for a blank line.
@@ -811,50 +726,30 @@ fn tail(
 ) -> Result<()> {
     use std::collections::HashMap;
     use std::sync::atomic::Ordering;
-    let mut next: HashMap<u32, i64> = db.read(|c, _| {
-        let info = topic::get(c, &t.topic)?;
-        let mut st = c.prepare_cached(
-            "SELECT partition, next_offset FROM mq_partition_state WHERE topic_id = ?1",
-        )?;
-        let rows = st.query_map([info.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    })?;
+    let mut next: HashMap<u32, u64> = db
+        .partitions(&t.topic)?
+        .into_iter()
+        .map(|p| (p.partition, p.next_offset))
+        .collect();
     let mut idle = std::time::Duration::from_millis(5);
     while !interrupt.load(Ordering::Relaxed) {
-        let partitions = db.read(|c, _| Ok(topic::get(c, &t.topic)?.partitions))?;
         let mut got = false;
-        for p in 0..partitions {
-            let from = *next.get(&p).unwrap_or(&0);
-            // The end first, then the rows below it: every offset below an
-            // end already read is committed, so no row can be skipped by a
-            // commit landing between the two reads (as it could when the
-            // end was read after the rows).
-            let end: i64 = db.read(|c, _| {
-                let info = topic::get(c, &t.topic)?;
-                Ok(c.query_row(
-                    "SELECT next_offset FROM mq_partition_state WHERE topic_id = ?1 AND partition = ?2",
-                    rusqlite::params![info.id, p],
-                    |r| r.get(0),
-                )?)
-            })?;
-            if end <= from {
+        // The ends first, then the rows below them: every offset below an
+        // end already read is committed, so no row can be skipped by a
+        // commit landing between the two reads (as it could when the end
+        // was read after the rows).
+        for p in db.partitions(&t.topic)? {
+            let from = *next.get(&p.partition).unwrap_or(&0);
+            if p.next_offset <= from {
                 continue;
             }
-            let offset = |op, v| Expr::Binary {
-                left: Box::new(column("offset")),
-                op,
-                right: Box::new(Expr::Literal(Literal::Int(v))),
-            };
-            let mut filter = and(
-                equals("partition", Literal::Int(i64::from(p))),
-                and(offset(BinaryOp::GtEq, from), offset(BinaryOp::Lt, end)),
+            let q = messages(
+                &t.topic,
+                Some(tail_filter(t, p.partition, from, p.next_offset)),
             );
-            if let Some(f) = &t.filter {
-                filter = and(filter, f.clone());
-            }
             // Advance past everything stored below the end, matching or not.
-            let rs = db.read(|c, now| messages(c, now, &t.topic, Some(filter)))?;
-            next.insert(p, end);
+            let rs = db.read(|c, now| query::select(c, now, &q))?;
+            next.insert(p.partition, p.next_offset);
             got = true;
             if !rs.rows.is_empty() {
                 out(rs)?;
@@ -868,4 +763,23 @@ fn tail(
         }
     }
     Ok(())
+}
+
+/// TAIL's filter for one partition's new rows `from..end`.
+fn tail_filter(t: &Tail, partition: u32, from: u64, end: u64) -> Expr {
+    let offset = |op, v: u64| Expr::Binary {
+        left: Box::new(column("offset")),
+        op,
+        right: Box::new(Expr::Literal(Literal::Int(
+            i64::try_from(v).unwrap_or(i64::MAX),
+        ))),
+    };
+    let mut filter = and(
+        equals("partition", Literal::Int(i64::from(partition))),
+        and(offset(BinaryOp::GtEq, from), offset(BinaryOp::Lt, end)),
+    );
+    if let Some(f) = &t.filter {
+        filter = and(filter, f.clone());
+    }
+    filter
 }

@@ -3,15 +3,16 @@
 
 use std::collections::HashMap;
 
+use rusqlite::Connection;
 use rusqlite::types::{Value as SqlValue, ValueRef};
-use rusqlite::{Connection, OptionalExtension};
 
 use super::MAX_HEIGHT;
 use super::ast::{
     Expr, Function, Literal, PathSegment, Select, SelectItem, Source, TopicKind, UnaryOp,
 };
-use crate::topic;
+use crate::db::{self, GroupStats, TopicSummary};
 use crate::{Error, Result, ResultSet, Value};
+use crate::{group, topic};
 
 /// How a compiled column's SQL value becomes a `Value`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -285,6 +286,15 @@ struct Compiler<'a> {
     aliases: HashMap<String, usize>,
 }
 
+/// The select list compiled: SQL per column, how to read each, names.
+#[derive(Default)]
+struct Projection {
+    sql: Vec<String>,
+    kinds: Vec<Kind>,
+    names: Vec<String>,
+    has_aggregate: bool,
+}
+
 /// Runs a SELECT and returns its rows.
 pub(crate) fn select(conn: &Connection, now: i64, q: &Select) -> Result<ResultSet> {
     let mut params = Vec::new();
@@ -295,85 +305,10 @@ pub(crate) fn select(conn: &Connection, now: i64, q: &Select) -> Result<ResultSe
         now,
         aliases: HashMap::new(),
     };
-
-    let mut cols_sql = Vec::new();
-    let mut kinds = Vec::new();
-    let mut names = Vec::new();
-    let mut has_aggregate = false;
-    for item in &q.items {
-        match item {
-            SelectItem::Star => {
-                for col in source.columns {
-                    cols_sql.push(format!("{} AS \"c{}\"", col.sql, cols_sql.len()));
-                    kinds.push(col.kind);
-                    names.push(col.name.to_string());
-                }
-            }
-            SelectItem::Expr { expr, alias } => {
-                has_aggregate |= contains_aggregate(expr);
-                let (sql, kind) = c.expr(expr, Mode::Projection, 0)?;
-                let name = alias.clone().unwrap_or_else(|| expr.to_string());
-                if let Some(a) = alias {
-                    c.aliases.insert(a.clone(), cols_sql.len());
-                }
-                cols_sql.push(format!("{sql} AS \"c{}\"", cols_sql.len()));
-                kinds.push(kind);
-                names.push(name);
-            }
-        }
-    }
-    let mut sql = format!("SELECT {} FROM {}", cols_sql.join(", "), source.from);
-    let mut conds = Vec::new();
-    if let Some(b) = &source.base_filter {
-        conds.push(b.clone());
-    }
-    if let Some(w) = &q.filter {
-        if contains_aggregate(w) {
-            return Err(Error::invalid(
-                "aggregate functions (COUNT, SUM, ...) are not allowed in WHERE",
-            ));
-        }
-        conds.push(c.expr(w, Mode::Value, 0)?.0);
-    }
-    if !conds.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&conds.join(" AND "));
-    }
-    if !q.group_by.is_empty() {
-        let mut parts = Vec::new();
-        for g in &q.group_by {
-            parts.push(c.order_term(g)?);
-        }
-        sql.push_str(" GROUP BY ");
-        sql.push_str(&parts.join(", "));
-    }
-    if !q.order_by.is_empty() {
-        let mut parts = Vec::new();
-        for o in &q.order_by {
-            let t = c.order_term(&o.expr)?;
-            parts.push(if o.desc { format!("{t} DESC") } else { t });
-        }
-        sql.push_str(" ORDER BY ");
-        sql.push_str(&parts.join(", "));
-    } else if q.group_by.is_empty()
-        && !has_aggregate
-        && let Some(o) = source.default_order
-    {
-        sql.push_str(" ORDER BY ");
-        sql.push_str(o);
-    }
-    if let Some(limit) = q.limit {
-        sql.push_str(&format!(
-            " LIMIT ?{}",
-            c.bind(SqlValue::Integer(clamp(limit)))
-        ));
-        if let Some(off) = q.offset {
-            sql.push_str(&format!(
-                " OFFSET ?{}",
-                c.bind(SqlValue::Integer(clamp(off)))
-            ));
-        }
-    }
+    let proj = c.projection(&q.items)?;
+    let mut sql = format!("SELECT {} FROM {}", proj.sql.join(", "), source.from);
+    c.where_clause(q, &mut sql)?;
+    c.order_and_limit(q, proj.has_aggregate, &mut sql)?;
     // SQLite refuses more parameters, with an error that quotes the SQL.
     if c.params.len() > MAX_PARAMS {
         return Err(Error::invalid(format!(
@@ -384,17 +319,103 @@ pub(crate) fn select(conn: &Connection, now: i64, q: &Select) -> Result<ResultSe
     let mut st = conn.prepare(&sql)?;
     let mut rows = st.query(rusqlite::params_from_iter(c.params.iter()))?;
     let mut out = ResultSet {
-        columns: names,
+        columns: proj.names,
         rows: Vec::new(),
     };
     while let Some(r) = rows.next()? {
-        let mut row = Vec::with_capacity(kinds.len());
-        for (i, k) in kinds.iter().enumerate() {
+        let mut row = Vec::with_capacity(proj.kinds.len());
+        for (i, k) in proj.kinds.iter().enumerate() {
             row.push(to_value(r.get_ref(i)?, *k));
         }
         out.rows.push(row);
     }
     Ok(out)
+}
+
+impl Compiler<'_> {
+    fn projection(&mut self, items: &[SelectItem]) -> Result<Projection> {
+        let mut p = Projection::default();
+        for item in items {
+            match item {
+                SelectItem::Star => {
+                    for col in self.source.columns {
+                        p.sql.push(format!("{} AS \"c{}\"", col.sql, p.sql.len()));
+                        p.kinds.push(col.kind);
+                        p.names.push(col.name.to_string());
+                    }
+                }
+                SelectItem::Expr { expr, alias } => {
+                    p.has_aggregate |= contains_aggregate(expr);
+                    let (sql, kind) = self.expr(expr, Mode::Projection, 0)?;
+                    let name = alias.clone().unwrap_or_else(|| expr.to_string());
+                    if let Some(a) = alias {
+                        self.aliases.insert(a.clone(), p.sql.len());
+                    }
+                    p.sql.push(format!("{sql} AS \"c{}\"", p.sql.len()));
+                    p.kinds.push(kind);
+                    p.names.push(name);
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// WHERE: the source's own condition and the query's filter.
+    fn where_clause(&mut self, q: &Select, sql: &mut String) -> Result<()> {
+        let mut conds = Vec::new();
+        if let Some(b) = &self.source.base_filter {
+            conds.push(b.clone());
+        }
+        if let Some(w) = &q.filter {
+            if contains_aggregate(w) {
+                return Err(Error::invalid(
+                    "aggregate functions (COUNT, SUM, ...) are not allowed in WHERE",
+                ));
+            }
+            conds.push(self.expr(w, Mode::Value, 0)?.0);
+        }
+        if !conds.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conds.join(" AND "));
+        }
+        Ok(())
+    }
+
+    /// GROUP BY, ORDER BY (or the source's order), LIMIT and OFFSET.
+    fn order_and_limit(&mut self, q: &Select, has_aggregate: bool, sql: &mut String) -> Result<()> {
+        if !q.group_by.is_empty() {
+            let mut parts = Vec::new();
+            for g in &q.group_by {
+                parts.push(self.order_term(g)?);
+            }
+            sql.push_str(" GROUP BY ");
+            sql.push_str(&parts.join(", "));
+        }
+        if !q.order_by.is_empty() {
+            let mut parts = Vec::new();
+            for o in &q.order_by {
+                let t = self.order_term(&o.expr)?;
+                parts.push(if o.desc { format!("{t} DESC") } else { t });
+            }
+            sql.push_str(" ORDER BY ");
+            sql.push_str(&parts.join(", "));
+        } else if q.group_by.is_empty()
+            && !has_aggregate
+            && let Some(o) = self.source.default_order
+        {
+            sql.push_str(" ORDER BY ");
+            sql.push_str(o);
+        }
+        if let Some(limit) = q.limit {
+            let n = self.bind(SqlValue::Integer(clamp(limit)));
+            sql.push_str(&format!(" LIMIT ?{n}"));
+            if let Some(off) = q.offset {
+                let n = self.bind(SqlValue::Integer(clamp(off)));
+                sql.push_str(&format!(" OFFSET ?{n}"));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn clamp(v: u64) -> i64 {
@@ -666,37 +687,45 @@ impl Compiler<'_> {
                     Kind::Plain,
                 )
             }
-            Expr::Function { func, arg } => {
-                let (a, kind) = match arg {
-                    None => ("*".to_string(), Kind::Plain),
-                    Some(a) => {
-                        if contains_aggregate(a) {
-                            return Err(Error::invalid("aggregate functions cannot be nested"));
-                        }
-                        let time = self.is_time(a);
-                        let (s, _) = self.expr(a, Mode::Value, depth + 1)?;
-                        (s, if time { Kind::Timestamp } else { Kind::Plain })
-                    }
-                };
-                let name = match func {
-                    Function::Count => "COUNT",
-                    Function::Sum => "SUM",
-                    Function::Avg => "AVG",
-                    Function::Min => "MIN",
-                    Function::Max => "MAX",
-                };
-                if arg.is_none() && *func != Function::Count {
-                    return Err(Error::invalid(format!(
-                        "{name}(*) is not allowed; only COUNT(*) takes *"
-                    )));
-                }
-                let kind = match func {
-                    Function::Min | Function::Max => kind,
-                    _ => Kind::Plain,
-                };
-                (format!("{name}({a})"), kind)
-            }
+            Expr::Function { func, arg } => self.function(*func, arg.as_deref(), depth)?,
         })
+    }
+
+    /// An aggregate function call.
+    fn function(
+        &mut self,
+        func: Function,
+        arg: Option<&Expr>,
+        depth: usize,
+    ) -> Result<(String, Kind)> {
+        let (a, kind) = match arg {
+            None => ("*".to_string(), Kind::Plain),
+            Some(a) => {
+                if contains_aggregate(a) {
+                    return Err(Error::invalid("aggregate functions cannot be nested"));
+                }
+                let time = self.is_time(a);
+                let (s, _) = self.expr(a, Mode::Value, depth + 1)?;
+                (s, if time { Kind::Timestamp } else { Kind::Plain })
+            }
+        };
+        let name = match func {
+            Function::Count => "COUNT",
+            Function::Sum => "SUM",
+            Function::Avg => "AVG",
+            Function::Min => "MIN",
+            Function::Max => "MAX",
+        };
+        if arg.is_none() && func != Function::Count {
+            return Err(Error::invalid(format!(
+                "{name}(*) is not allowed; only COUNT(*) takes *"
+            )));
+        }
+        let kind = match func {
+            Function::Min | Function::Max => kind,
+            _ => Kind::Plain,
+        };
+        Ok((format!("{name}({a})"), kind))
     }
 }
 
@@ -743,11 +772,11 @@ fn source_def(
             default_order: Some("m.id"),
         },
         Source::Topics => {
-            let rows = topics_rows(conn)?;
+            let rows = topics_rows(&db::topic_summaries(conn)?);
             values_source(rows, TOPICS_COLUMNS, "TOPICS", "m.name", params)
         }
         Source::Groups => {
-            let rows = groups_rows(conn, now, None)?;
+            let rows = groups_rows(&db::group_stats(conn, None)?);
             values_source(rows, GROUPS_COLUMNS, "GROUPS", "m.grp, m.topic", params)
         }
     })
@@ -759,14 +788,10 @@ fn source_def(
 /// those not yet delivered (at or past the cursor), pending ones, and those
 /// under a range lease whose bit is not set.
 fn queue_unsettled(conn: &Connection, topic_id: i64, params: &mut Vec<SqlValue>) -> Result<String> {
-    let group: Option<i64> = conn
-        .prepare_cached("SELECT id FROM mq_groups WHERE queue_topic_id = ?1")?
-        .query_row([topic_id], |r| r.get(0))
-        .optional()?;
-    let Some(group) = group else {
+    let Some(group) = group::queue_group_id(conn, topic_id)? else {
         return Ok(String::new());
     };
-    let leased: Vec<[i64; 2]> = crate::lease::unacked_offsets(conn, group, topic_id)?
+    let leased: Vec<[i64; 2]> = group::ranges::unacked_offsets(conn, group, topic_id)?
         .into_iter()
         .map(|(p, o)| [i64::from(p), o])
         .collect();
@@ -842,88 +867,47 @@ fn int(v: u64) -> SqlValue {
     SqlValue::Integer(i64::try_from(v).unwrap_or(i64::MAX))
 }
 
-/// Rows of the TOPICS source.
-pub(crate) fn topics_rows(conn: &Connection) -> Result<Vec<Vec<SqlValue>>> {
-    let mut out = Vec::new();
-    for t in topic::list(conn)? {
-        let s = topic::stats(conn, t.id)?;
-        let groups: i64 = conn.query_row(
-            "SELECT COUNT(DISTINCT group_id) FROM mq_cursors WHERE topic_id = ?1",
-            [t.id],
-            |r| r.get(0),
-        )?;
-        out.push(vec![
-            SqlValue::Text(t.name.clone()),
-            SqlValue::Text(topic::kind_str(t.kind).into()),
-            SqlValue::Integer(i64::from(t.partitions)),
-            int(s.messages),
-            int(s.bytes),
-            SqlValue::Text(t.retention.to_string()),
-            t.max_length.map(int).unwrap_or(SqlValue::Null),
-            SqlValue::Text(t.overflow.to_string()),
-            SqlValue::Text(super::display::duration_text(t.dedup_window)),
-            SqlValue::Integer(i64::from(t.max_deliveries)),
-            SqlValue::Text(super::display::duration_text(t.ack_wait)),
-            SqlValue::Integer(groups),
-        ]);
-    }
-    Ok(out)
+/// Rows of the TOPICS source, from the typed summaries.
+pub(crate) fn topics_rows(topics: &[TopicSummary]) -> Vec<Vec<SqlValue>> {
+    topics
+        .iter()
+        .map(|s| {
+            let t = &s.info;
+            vec![
+                SqlValue::Text(t.name.clone()),
+                SqlValue::Text(topic::kind_str(t.kind).into()),
+                SqlValue::Integer(i64::from(t.partitions)),
+                int(s.stats.messages),
+                int(s.stats.bytes),
+                SqlValue::Text(t.retention.to_string()),
+                t.max_length.map(int).unwrap_or(SqlValue::Null),
+                SqlValue::Text(t.overflow.to_string()),
+                SqlValue::Text(super::display::duration_text(t.dedup_window)),
+                SqlValue::Integer(i64::from(t.max_deliveries)),
+                SqlValue::Text(super::display::duration_text(t.ack_wait)),
+                int(s.groups),
+            ]
+        })
+        .collect()
 }
 
-/// Rows of the GROUPS source (one per group and topic it reads), optionally for one topic.
-pub(crate) fn groups_rows(
-    conn: &Connection,
-    now: i64,
-    only_topic: Option<i64>,
-) -> Result<Vec<Vec<SqlValue>>> {
-    let _ = now;
-    let mut st = conn.prepare_cached(
-        "SELECT g.name, t.name, COUNT(*), g.ordered, c.group_id, c.topic_id,
-                SUM(MAX(p.next_offset - MAX(c.next_offset, p.low_offset), 0))
-         FROM mq_cursors c
-         JOIN mq_groups g ON g.id = c.group_id
-         JOIN mq_topics t ON t.id = c.topic_id
-         JOIN mq_partition_state p ON p.topic_id = c.topic_id AND p.partition = c.partition
-         WHERE (?1 IS NULL OR c.topic_id = ?1)
-         GROUP BY c.group_id, c.topic_id ORDER BY g.name, t.name",
-    )?;
-    let rows: Vec<(String, String, i64, i64, i64, i64, i64)> = st
-        .query_map([only_topic], |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-            ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut out = Vec::new();
-    for (gname, tname, parts, ordered, gid, tid, lag) in rows {
-        let (pending, waiting): (i64, i64) = conn
-            .prepare_cached(
-                "SELECT COALESCE(SUM(attempt > 0), 0)
-                        + (SELECT COALESCE(SUM(count - settled), 0) FROM mq_leases WHERE group_id = ?1 AND topic_id = ?2),
-                        COALESCE(SUM(attempt = 0), 0)
-                 FROM mq_pending WHERE group_id = ?1 AND topic_id = ?2",
-            )?
-            .query_row([gid, tid], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        let dead: i64 = conn
-            .prepare_cached("SELECT COUNT(*) FROM mq_dlq WHERE group_id = ?1 AND topic_id = ?2")?
-            .query_row([gid, tid], |r| r.get(0))?;
-        out.push(vec![
-            SqlValue::Text(gname),
-            SqlValue::Text(tname),
-            SqlValue::Integer(parts),
-            SqlValue::Integer(pending),
-            SqlValue::Integer(lag + waiting),
-            SqlValue::Integer(dead),
-            SqlValue::Integer(ordered),
-        ]);
-    }
-    Ok(out)
+/// Rows of the GROUPS source (one per group and topic it reads), from the
+/// typed stats.
+pub(crate) fn groups_rows(groups: &[GroupStats]) -> Vec<Vec<SqlValue>> {
+    groups
+        .iter()
+        .map(|g| {
+            vec![
+                SqlValue::Text(g.group.clone()),
+                SqlValue::Text(g.topic.clone()),
+                SqlValue::Integer(i64::from(g.partitions)),
+                int(g.pending),
+                int(g.lag),
+                int(g.dead),
+                SqlValue::Integer(i64::from(g.ordered)),
+            ]
+        })
+        .collect()
 }
 
 /// Converts computed rows into a result with the source's column names.

@@ -6,7 +6,13 @@
 //! - a file that is not an mqlite database, or is newer than this build, is
 //!   refused before anything is written to it.
 
+pub(crate) mod app_sql;
+mod durability;
+pub(crate) mod group_commit;
+mod pool;
 mod schema;
+pub(crate) mod space;
+pub(crate) mod tx;
 
 use std::cell::Cell;
 use std::ffi::c_int;
@@ -20,8 +26,9 @@ use std::time::{Duration, Instant};
 use rusqlite::hooks::Wal;
 use rusqlite::{Connection, OpenFlags, config::DbConfig};
 
-use crate::db::Durability;
 use crate::{Error, Result};
+pub use durability::Durability;
+pub(crate) use pool::Pool;
 
 pub(crate) use schema::SCHEMA_VERSION;
 
@@ -93,20 +100,13 @@ pub(crate) fn open(path: &Path, durability: Durability, read_only: bool) -> Resu
             open_read_write(path, durability, existing)
         };
         match attempt {
-            Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+            Err(e) if tx::is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
             r => return r,
         }
     }
-}
-
-fn is_busy(e: &Error) -> bool {
-    matches!(e, Error::Sqlite(e) if matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    ))
 }
 
 fn open_read_write(path: &Path, durability: Durability, existing: bool) -> Result<Connection> {
@@ -417,6 +417,19 @@ fn precheck(path: &Path, read_only: bool) -> Result<bool> {
         }
         Err(e) => Err(Error::Io(e)),
     }
+}
+
+/// CHECK: SQLite's integrity check; every row but "ok" is a problem.
+pub(crate) fn integrity(c: &Connection, problems: &mut Vec<String>) -> rusqlite::Result<()> {
+    let mut st = c.prepare("PRAGMA integrity_check")?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+    for row in rows {
+        let row = row?;
+        if row != "ok" {
+            problems.push(row);
+        }
+    }
+    Ok(())
 }
 
 /// The linked SQLite library version, e.g. "3.54.1".

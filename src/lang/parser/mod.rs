@@ -17,6 +17,7 @@ use std::ops::Range;
 
 use self::lex::{PErr, PResult, describe_token, failure, ident, skip_ws};
 use super::ast::Statement;
+pub use crate::error::ParseError;
 
 /// Keywords of the language, upper case, for completion and highlighting.
 pub const KEYWORDS: &[&str] = &[
@@ -118,76 +119,21 @@ pub(crate) fn is_keyword(word: &str) -> bool {
     KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word))
 }
 
-/// A syntax error: where and what was expected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("syntax error at line {line}, column {column}: {message}")]
-pub struct ParseError {
-    /// Byte offset in the input.
-    pub position: usize,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column (in characters).
-    pub column: usize,
-    /// What was expected there, e.g. "expected a duration like 30s".
-    pub message: String,
-}
-
-impl ParseError {
-    /// An error at byte `position` of `source` (clamped to the text).
-    fn at(source: &str, position: usize, message: String) -> Self {
-        let mut position = position.min(source.len());
-        while !source.is_char_boundary(position) {
-            position -= 1;
-        }
-        let before = &source[..position];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |n| n + 1);
-        let column = source[line_start..position].chars().count() + 1;
-        ParseError {
-            position,
-            line,
-            column,
-            message,
-        }
-    }
-
-    fn from_nom(source: &str, err: nom::Err<PErr<'_>>) -> Self {
-        let e = match err {
-            nom::Err::Error(e) | nom::Err::Failure(e) => e,
-            nom::Err::Incomplete(_) => PErr {
-                input: "",
-                message: None,
-            },
-        };
-        let position = source.len().saturating_sub(e.input.len());
-        let message = match e.message {
-            Some(m) => m.into_owned(),
-            None => format!("unexpected {}", describe_token(e.input)),
-        };
-        ParseError::at(source, position, message)
-    }
-
-    /// The message, then the offending line of `source`, then a caret under
-    /// the column:
-    ///
-    /// ```text
-    /// syntax error at line 1, column 38: expected a duration like 30s
-    /// SUBSCRIBE GROUP g TO orders ACK WAIT forever
-    ///                                      ^
-    /// ```
-    pub fn render(&self, source: &str) -> String {
-        let line = source
-            .lines()
-            .nth(self.line.saturating_sub(1))
-            .unwrap_or("");
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let pad: String = line
-            .chars()
-            .take(self.column.saturating_sub(1))
-            .map(|c| if c == '\t' { '\t' } else { ' ' })
-            .collect();
-        format!("{self}\n{line}\n{pad}^")
-    }
+/// A syntax error from nom, placed in `source`.
+fn from_nom(source: &str, err: nom::Err<PErr<'_>>) -> ParseError {
+    let e = match err {
+        nom::Err::Error(e) | nom::Err::Failure(e) => e,
+        nom::Err::Incomplete(_) => PErr {
+            input: "",
+            message: None,
+        },
+    };
+    let position = source.len().saturating_sub(e.input.len());
+    let message = match e.message {
+        Some(m) => m.into_owned(),
+        None => format!("unexpected {}", describe_token(e.input)),
+    };
+    ParseError::at(source, position, message)
 }
 
 /// One parsed statement and its byte range in the input (without the `;`).
@@ -255,7 +201,7 @@ pub fn parse_script(input: &str) -> Result<Vec<ParsedStatement>, ParseError> {
             i = rest;
             continue;
         }
-        let (rest, statement) = statement(i).map_err(|e| ParseError::from_nom(input, e))?;
+        let (rest, statement) = statement(i).map_err(|e| from_nom(input, e))?;
         out.push(ParsedStatement {
             statement,
             span: offset(i)..offset(rest),
@@ -288,7 +234,7 @@ pub fn parse_statement(input: &str) -> Result<Statement, ParseError> {
             STATEMENT_EXPECTED.to_string(),
         ));
     }
-    let (rest, statement) = statement(start).map_err(|e| ParseError::from_nom(input, e))?;
+    let (rest, statement) = statement(start).map_err(|e| from_nom(input, e))?;
     let rest = skip_ws(rest);
     let rest = skip_ws(rest.strip_prefix(';').unwrap_or(rest));
     if !rest.is_empty() {

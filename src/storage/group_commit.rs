@@ -13,15 +13,14 @@
 //! the others. Jobs are therefore `FnMut` and touch only the database.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Longest a leader waits for other active writers to queue their writes.
 const GATHER: Duration = Duration::from_micros(250);
 
-use rusqlite::Connection;
-
-use crate::db::run_cached;
+use super::tx::Ctx;
+use crate::sync::{lock, wait, wait_timeout};
 use crate::{Error, Result};
 
 /// A queued write, type-erased.
@@ -29,7 +28,7 @@ trait Job: Send {
     /// Runs inside the batch transaction, replacing any earlier result;
     /// returns whether it succeeded. With `savepoint` false a failure leaves
     /// its partial writes: the caller must roll back the whole transaction.
-    fn run(&mut self, c: &Connection, now: i64, savepoint: bool) -> bool;
+    fn run(&mut self, c: &Ctx<'_>, savepoint: bool) -> bool;
     /// The commit failed: a success becomes this error.
     fn fail(&mut self, e: &Error);
     /// Hands the result to the waiting caller and wakes it.
@@ -57,9 +56,9 @@ struct SlotState<T> {
 impl<T> Slot<T> {
     /// Sleeps until there is a result or a call to lead (which it takes).
     fn wait(&self) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = lock(&self.state);
         while st.result.is_none() && !std::mem::take(&mut st.lead) {
-            st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = wait(&self.wake, st);
         }
     }
 }
@@ -76,17 +75,17 @@ struct TypedJob<T, F> {
 impl<T, F> Job for TypedJob<T, F>
 where
     T: Send,
-    F: FnMut(&Connection, i64) -> Result<T> + Send,
+    F: FnMut(&Ctx<'_>) -> Result<T> + Send,
 {
-    fn run(&mut self, c: &Connection, now: i64, savepoint: bool) -> bool {
+    fn run(&mut self, c: &Ctx<'_>, savepoint: bool) -> bool {
         let Some(f) = self.f.as_mut() else {
             return false;
         };
         // A panicking write must not take the leader down with it: every
         // other writer waits for the leader to hand out results.
         let what = self.what;
-        let mut f = |c: &Connection, now: i64| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c, now)))
+        let mut f = |c: &Ctx<'_>| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(c)))
                 .unwrap_or_else(|_| {
                     Err(Error::Transaction(
                         "internal error: a write panicked".into(),
@@ -95,25 +94,12 @@ where
                 .map_err(|e| Error::write_failed(what, e))
         };
         if !savepoint {
-            let r = f(c, now);
+            let r = f(c);
             let ok = r.is_ok();
             self.result = Some(r);
             return ok;
         }
-        let r = (|| {
-            run_cached(c, "SAVEPOINT mq_job")?;
-            match f(c, now) {
-                Ok(v) => {
-                    run_cached(c, "RELEASE mq_job")?;
-                    Ok(v)
-                }
-                Err(e) => {
-                    run_cached(c, "ROLLBACK TO mq_job")?;
-                    run_cached(c, "RELEASE mq_job")?;
-                    Err(e)
-                }
-            }
-        })();
+        let r = super::tx::savepoint(c, "mq_job", || f(c));
         let ok = r.is_ok();
         self.result = Some(r);
         ok
@@ -129,20 +115,12 @@ where
         let r = self
             .result
             .unwrap_or_else(|| Err(Error::ambiguous(self.what, "the write was not run")));
-        self.slot
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .result = Some(r);
+        lock(&self.slot.state).result = Some(r);
         self.slot.wake.notify_one();
     }
 
     fn wake_to_lead(&self) {
-        self.slot
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .lead = true;
+        lock(&self.slot.state).lead = true;
         self.slot.wake.notify_one();
     }
 
@@ -151,13 +129,12 @@ where
     }
 }
 
-/// Runs the jobs it is given (`&mut dyn FnMut(conn, now) -> keep`) in one
+/// Runs the jobs it is given (`&mut dyn FnMut(ctx) -> keep`) in one
 /// transaction and returns the commit's outcome; `keep` false means roll back.
 /// With `defer_sync` true it may commit without its fsync and leave that to
 /// the `sync` given to `GroupCommit::run`, called after the runner returned
 /// (and released the connection).
-pub(crate) type BatchRunner<'a> =
-    dyn Fn(&mut dyn FnMut(&Connection, i64) -> bool, bool) -> Result<()> + 'a;
+pub(crate) type BatchRunner<'a> = dyn Fn(&mut dyn FnMut(&Ctx<'_>) -> bool, bool) -> Result<()> + 'a;
 
 #[derive(Default)]
 struct State {
@@ -212,7 +189,7 @@ impl GroupCommit {
     ) -> Result<T>
     where
         T: Send + 'static,
-        F: FnMut(&Connection, i64) -> Result<T> + Send + 'static,
+        F: FnMut(&Ctx<'_>) -> Result<T> + Send + 'static,
     {
         let slot = Arc::new(Slot {
             state: Mutex::new(SlotState {
@@ -228,18 +205,13 @@ impl GroupCommit {
             early_visible,
             what,
         });
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = lock(&self.state);
         st.queue.push(job);
         st.active += 1;
         self.wake_gatherer(&st);
         loop {
             // Done: by a batch this caller or another leader ran.
-            let done = slot
-                .state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .result
-                .take();
+            let done = lock(&slot.state).result.take();
             if let Some(r) = done {
                 st.active -= 1;
                 self.wake_gatherer(&st);
@@ -250,78 +222,86 @@ impl GroupCommit {
                 // the lead, and this job, before this one gets there).
                 drop(st);
                 slot.wait();
-                st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                st = lock(&self.state);
                 continue;
             }
             st.leading = true;
-            // Gather: writers that just got their results usually come back
-            // at once; wait a moment (far less than an fsync) for every
-            // active writer to queue, so one commit serves them all.
-            let until = Instant::now() + GATHER;
-            while st.queue.len() < st.active {
-                let now = Instant::now();
-                if now >= until {
-                    break;
-                }
-                st = self
-                    .arrived
-                    .wait_timeout(st, until - now)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
+            let jobs = self.gather(st);
+            if !jobs.is_empty() {
+                self.commit_batch(jobs, batch, sync);
             }
-            let mut jobs = std::mem::take(&mut st.queue);
-            if jobs.is_empty() {
-                st.leading = false;
-                continue;
-            }
-            drop(st);
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            self.writes.fetch_add(jobs.len() as u64, Ordering::Relaxed);
-            // Optimistic: no savepoints. A failing job rolls the whole
-            // transaction back; then, if it had company, run again with a
-            // savepoint each so the others still commit.
-            let defer_sync = jobs.iter().all(|j| j.early_visible());
-            let mut failed = false;
-            let mut outcome = batch(
-                &mut |c, now| {
-                    for j in jobs.iter_mut() {
-                        if !j.run(c, now, false) {
-                            failed = true;
-                            return false;
-                        }
-                    }
-                    true
-                },
-                defer_sync,
-            );
-            if failed && jobs.len() > 1 {
-                outcome = batch(
-                    &mut |c, now| {
-                        for j in jobs.iter_mut() {
-                            j.run(c, now, true);
-                        }
-                        true
-                    },
-                    defer_sync,
-                );
-            }
-            if defer_sync && outcome.is_ok() {
-                outcome = sync();
-            }
-            if let Err(e) = outcome {
-                for j in jobs.iter_mut() {
-                    j.fail(&e);
-                }
-            }
-            for j in jobs {
-                j.finish();
-            }
-            st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            st = lock(&self.state);
             st.leading = false;
             // Jobs queued during this commit: their first caller leads next.
             if let Some(next) = st.queue.first() {
                 next.wake_to_lead();
             }
+        }
+    }
+
+    /// As the leader: waits a moment for every active writer to queue, then
+    /// takes the queue. Writers that just got their results usually come
+    /// back at once; the wait (far less than an fsync) lets one commit serve
+    /// them all.
+    fn gather(&self, mut st: MutexGuard<'_, State>) -> Vec<Box<dyn Job>> {
+        let until = Instant::now() + GATHER;
+        while st.queue.len() < st.active {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            st = wait_timeout(&self.arrived, st, until - now);
+        }
+        std::mem::take(&mut st.queue)
+    }
+
+    /// Runs a batch in one transaction and hands every job its result.
+    /// Optimistic: no savepoints. A failing job rolls the whole transaction
+    /// back; then, if it had company, the batch runs again with a savepoint
+    /// each so the others still commit.
+    fn commit_batch(
+        &self,
+        mut jobs: Vec<Box<dyn Job>>,
+        batch: &BatchRunner<'_>,
+        sync: &dyn Fn() -> Result<()>,
+    ) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.writes.fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        let defer_sync = jobs.iter().all(|j| j.early_visible());
+        let mut failed = false;
+        let mut outcome = batch(
+            &mut |c| {
+                for j in jobs.iter_mut() {
+                    if !j.run(c, false) {
+                        failed = true;
+                        return false;
+                    }
+                }
+                true
+            },
+            defer_sync,
+        );
+        if failed && jobs.len() > 1 {
+            outcome = batch(
+                &mut |c| {
+                    for j in jobs.iter_mut() {
+                        j.run(c, true);
+                    }
+                    true
+                },
+                defer_sync,
+            );
+        }
+        if defer_sync && outcome.is_ok() {
+            outcome = sync();
+        }
+        if let Err(e) = outcome {
+            for j in jobs.iter_mut() {
+                j.fail(&e);
+            }
+        }
+        for j in jobs {
+            j.finish();
         }
     }
 }

@@ -11,7 +11,6 @@
 //! only: cached statements are never re-authorized). Installing it once
 //! matters: `sqlite3_set_authorizer` expires every prepared statement.
 
-use std::cell::RefCell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -21,18 +20,6 @@ use rusqlite::config::DbConfig;
 use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 
 use crate::Result;
-
-thread_local! {
-    /// Why the authorizer last refused a statement on this thread: SQLite
-    /// only says "not authorized", and the refusal is turned into an `Error`
-    /// on the thread that prepared the statement.
-    static LAST_REFUSAL: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// The reason of the last refusal on this thread, if any.
-pub(crate) fn take_refusal() -> Option<String> {
-    LAST_REFUSAL.with(|r| r.borrow_mut().take())
-}
 
 /// The connection flags the application can change through the
 /// `Connection` API, where no authorizer sees it (`FP_DIGITS` is not a flag).
@@ -88,7 +75,7 @@ impl TxConn {
             match refusal(&ctx) {
                 None => Authorization::Allow,
                 Some(why) => {
-                    LAST_REFUSAL.with(|r| *r.borrow_mut() = Some(why));
+                    crate::error::record_refusal(why);
                     Authorization::Deny
                 }
             }

@@ -2,8 +2,8 @@
 
 use std::io::{self, Write};
 
+use super::{Flow, Shell, ShellError};
 use crate::render::Mode;
-use crate::shell::{Flow, Shell, ShellError};
 
 /// The dot-commands with their arguments and what they do, for `.help` and completion.
 pub const COMMANDS: &[(&str, &str, &str)] = &[

@@ -13,9 +13,6 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rusqlite::params;
-use rusqlite::types::ValueRef;
-
 use crate::lang::ast::{Bench, StartFrom, TopicKind, Workload};
 use crate::{
     ConsumeRequest, DEFAULT_MAX_PAYLOAD, Database, Error, Message, Result, ResultSet, Subscription,
@@ -549,7 +546,7 @@ fn replay(
         let mut from = 0i64;
         loop {
             let op = Instant::now();
-            let (count, size, last) = db.read(|c, _| read_page(c, t.id, partition, from))?;
+            let (count, size, last) = db.page_sizes(t.id, partition, from, REPLAY_PAGE as i64)?;
             if count > 0 {
                 lat.push(nanos(op.elapsed()));
             }
@@ -569,30 +566,6 @@ fn replay(
         elapsed,
         latencies: lat,
     })
-}
-
-/// Reads one page of a partition from offset `from`: (rows, payload bytes, last offset).
-fn read_page(
-    c: &rusqlite::Connection,
-    topic_id: i64,
-    partition: u32,
-    from: i64,
-) -> Result<(u64, u64, Option<i64>)> {
-    let mut st = c.prepare_cached(
-        "SELECT offset, payload FROM mq_messages
-         WHERE topic_id = ?1 AND partition = ?2 AND offset >= ?3 ORDER BY offset LIMIT ?4",
-    )?;
-    let mut rows = st.query(params![topic_id, partition, from, REPLAY_PAGE as i64])?;
-    let (mut count, mut bytes, mut last) = (0u64, 0u64, None);
-    while let Some(r) = rows.next()? {
-        last = Some(r.get::<_, i64>(0)?);
-        bytes += match r.get_ref(1)? {
-            ValueRef::Text(b) | ValueRef::Blob(b) => b.len() as u64,
-            _ => 0,
-        };
-        count += 1;
-    }
-    Ok((count, bytes, last))
 }
 
 /// A reading workload must see every message it wrote, each of exactly SIZE bytes.

@@ -1,0 +1,221 @@
+//! Delivery: leasing messages to consumers (`consume`), settling them
+//! (`settle`: ACK, NACK, fencing by delivery id) and the ids that fence
+//! them (`ids`).
+
+mod consume;
+pub(crate) mod ids;
+mod settle;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+pub(crate) use settle::{ack, nack};
+
+use self::ids::IdBlock;
+use crate::group::{self, GroupInfo};
+use crate::storage::tx::Ctx;
+use crate::topic::{self, TopicKind};
+use crate::{Error, Result};
+
+/// Most messages one CONSUME may lease.
+pub const MAX_CONSUME: usize = 10_000;
+
+/// What a NACK asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NackAction {
+    /// Redeliver now.
+    Now,
+    /// `DELAY d`: redeliver after d.
+    Delay(Duration),
+    /// `DEAD ['reason']`: dead-letter at once.
+    Dead(Option<String>),
+}
+
+/// A message leased to a consumer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// Unique id of this delivery: ACK/NACK take it.
+    pub id: u64,
+    /// Topic name.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: u64,
+    /// Key.
+    pub key: Option<String>,
+    /// 1 for the first delivery, 2 for the first redelivery...
+    pub attempt: u32,
+    /// Append time, ms since the epoch.
+    pub timestamp: i64,
+    /// Headers.
+    pub headers: BTreeMap<String, String>,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+impl Delivery {
+    /// The payload as text (invalid UTF-8 replaced).
+    pub fn payload_str(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.payload)
+    }
+}
+
+/// A CONSUME request, already resolved to ids.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsumeSpec<'a> {
+    pub group: &'a GroupInfo,
+    /// Only this topic; None: every topic of the group.
+    pub topic_id: Option<i64>,
+    pub max: usize,
+    pub member: Option<&'a str>,
+    pub ack_wait: Option<Duration>,
+    /// Where delivery ids come from.
+    pub ids: &'a Mutex<IdBlock>,
+}
+
+/// Reads a payload column whether it was stored as TEXT or BLOB.
+pub(crate) fn blob(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Vec<u8>> {
+    use rusqlite::types::ValueRef;
+    Ok(match r.get_ref(i)? {
+        ValueRef::Text(t) | ValueRef::Blob(t) => t.to_vec(),
+        ValueRef::Null => Vec::new(),
+        ValueRef::Integer(i) => i.to_string().into_bytes(),
+        ValueRef::Real(f) => f.to_string().into_bytes(),
+    })
+}
+
+pub(crate) fn parse_headers(h: Option<&str>) -> BTreeMap<String, String> {
+    h.and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default()
+}
+
+/// What to consume: a queue, a topic through a group, or every topic of a group.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumeRequest {
+    pub(crate) topic: Option<String>,
+    pub(crate) group: Option<String>,
+    pub(crate) max: usize,
+    pub(crate) member: Option<String>,
+    pub(crate) wait: Option<Duration>,
+    pub(crate) ack_wait: Option<Duration>,
+}
+
+impl ConsumeRequest {
+    /// From a queue (its implicit group).
+    pub fn queue(name: impl Into<String>) -> ConsumeRequest {
+        ConsumeRequest {
+            topic: Some(name.into()),
+            group: None,
+            max: 1,
+            member: None,
+            wait: None,
+            ack_wait: None,
+        }
+    }
+    /// From one topic through a group.
+    pub fn topic(name: impl Into<String>, group: impl Into<String>) -> ConsumeRequest {
+        ConsumeRequest {
+            group: Some(group.into()),
+            ..ConsumeRequest::queue(name)
+        }
+    }
+    /// From every topic of a group (fan-in).
+    pub fn group(group: impl Into<String>) -> ConsumeRequest {
+        ConsumeRequest {
+            topic: None,
+            group: Some(group.into()),
+            ..ConsumeRequest::queue("")
+        }
+    }
+    /// Up to `n` messages (default 1).
+    pub fn max(mut self, n: usize) -> ConsumeRequest {
+        self.max = n;
+        self
+    }
+    /// The member (consumer) name, recorded on the deliveries.
+    pub fn member(mut self, m: impl Into<String>) -> ConsumeRequest {
+        self.member = Some(m.into());
+        self
+    }
+    /// Blocks up to this long for the first message.
+    pub fn wait(mut self, d: Duration) -> ConsumeRequest {
+        self.wait = Some(d);
+        self
+    }
+    /// Lease length for these deliveries.
+    pub fn ack_wait(mut self, d: Duration) -> ConsumeRequest {
+        self.ack_wait = Some(d);
+        self
+    }
+
+    /// The blocking wait asked for, if any.
+    pub(crate) fn waits(&self) -> Option<Duration> {
+        self.wait
+    }
+
+    /// Refuses a request no consume can serve (before any write).
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.max == 0 || self.max > MAX_CONSUME {
+            return Err(Error::invalid(format!(
+                "CONSUME takes between 1 and {MAX_CONSUME} messages, got {}",
+                self.max
+            )));
+        }
+        if self.ack_wait.is_some_and(|d| d.is_zero()) {
+            return Err(Error::invalid("ACK WAIT must be longer than 0"));
+        }
+        Ok(())
+    }
+}
+
+/// One non-blocking CONSUME inside the caller's write transaction.
+pub(crate) fn consume_once(
+    ctx: &Ctx<'_>,
+    req: &ConsumeRequest,
+    ids: &Mutex<IdBlock>,
+) -> Result<Vec<Delivery>> {
+    let (g, topic_id) = resolve(ctx, req)?;
+    consume::consume(
+        ctx,
+        &ConsumeSpec {
+            group: &g,
+            topic_id,
+            max: req.max,
+            member: req.member.as_deref(),
+            ack_wait: req.ack_wait,
+            ids,
+        },
+    )
+}
+
+/// The group (and topic) a request reads.
+fn resolve(c: &Connection, req: &ConsumeRequest) -> Result<(GroupInfo, Option<i64>)> {
+    match (&req.topic, &req.group) {
+        (Some(name), None) => {
+            let t = topic::get(c, name)?;
+            if t.kind != TopicKind::Queue {
+                return Err(Error::invalid(format!(
+                    "'{name}' is a topic: consume it through a group (CONSUME FROM {name} GROUP g)"
+                )));
+            }
+            Ok((group::queue_group(c, &t)?, Some(t.id)))
+        }
+        (Some(name), Some(gname)) => {
+            let t = topic::get(c, name)?;
+            let g = group::get(c, gname)?;
+            if !group::reads_topic(c, g.id, t.id)? {
+                return Err(Error::NotSubscribed {
+                    group: gname.clone(),
+                    topic: name.clone(),
+                });
+            }
+            Ok((g, Some(t.id)))
+        }
+        (None, Some(gname)) => Ok((group::get(c, gname)?, None)),
+        (None, None) => Err(Error::invalid("CONSUME needs a topic, a queue or a group")),
+    }
+}
