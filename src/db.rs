@@ -4,6 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -130,6 +131,7 @@ impl DatabaseBuilder {
                 notify: Notify::default(),
                 ids: Mutex::new(IdBlock::default()),
                 spare: Mutex::new(Vec::new()),
+                tx_threads: Mutex::new(Vec::new()),
                 group_commit: GroupCommit::default(),
                 topics: Mutex::default(),
             }),
@@ -177,6 +179,9 @@ struct Inner {
     ids: Mutex<IdBlock>,
     /// Idle connections for explicit transactions.
     spare: Mutex<Vec<TxConn>>,
+    /// The threads that opened the explicit transactions now holding the
+    /// write lock, one entry per transaction (see `refuse_self_wait`).
+    tx_threads: Mutex<Vec<ThreadId>>,
     /// Concurrent publishers share commits.
     group_commit: GroupCommit,
     /// Topic definitions for grouped publishes; locked only by a
@@ -355,6 +360,7 @@ impl Database {
         if self.inner.read_only {
             return Err(Error::ReadOnly(what.to_string()));
         }
+        self.refuse_self_wait(what)?;
         let mut conn = self.lock();
         let v = self.transact(what, &mut conn, f)?;
         topic::shrink_if_drained(&conn);
@@ -372,7 +378,7 @@ impl Database {
         conn: &mut MutexGuard<'_, Connection>,
         f: impl FnOnce(&Connection, i64) -> Result<T>,
     ) -> Result<T> {
-        begin_immediate(conn).map_err(|e| Error::write_failed(what, e))?;
+        begin_immediate(conn).map_err(|e| Error::begin_failed(what, e))?;
         let v = match self.now_for_write().and_then(|now| f(conn, now)) {
             Ok(v) => v,
             Err(e) => {
@@ -406,6 +412,7 @@ impl Database {
         if self.inner.read_only {
             return Err(Error::ReadOnly("CONSUME".into()));
         }
+        self.refuse_self_wait("CONSUME")?;
         let mut conn = self.lock();
         let relax = self.inner.durability == Durability::Full;
         self.unsynced(&mut conn, relax, |db, conn| {
@@ -456,6 +463,7 @@ impl Database {
         if self.inner.read_only {
             return Err(Error::ReadOnly(what.to_string()));
         }
+        self.refuse_self_wait(what)?;
         let full = self.inner.durability == Durability::Full;
         self.inner.group_commit.run(
             what,
@@ -631,6 +639,46 @@ impl Database {
             self.inner.durability,
             false,
         )?)
+    }
+
+    /// `WouldDeadlock` when this thread opened an explicit transaction of
+    /// this handle that still holds the write lock: a write on the handle
+    /// would wait for a lock only this thread can release. A transaction
+    /// moved to another thread still counts for the thread that opened it
+    /// (a write there is refused although the other thread could commit);
+    /// a transaction opened on another handle of the same file is not seen
+    /// (its write waits out the busy timeout and fails with `LockTimeout`).
+    pub(crate) fn refuse_self_wait(&self, what: &str) -> Result<()> {
+        let me = std::thread::current().id();
+        if self.tx_threads().contains(&me) {
+            return Err(Error::WouldDeadlock {
+                statement: what.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Records that this thread holds a new explicit transaction; returns
+    /// the id that `transaction_ended` takes.
+    pub(crate) fn transaction_started(&self) -> ThreadId {
+        let me = std::thread::current().id();
+        self.tx_threads().push(me);
+        me
+    }
+
+    /// The explicit transaction opened on `thread` released the write lock.
+    pub(crate) fn transaction_ended(&self, thread: ThreadId) {
+        let mut threads = self.tx_threads();
+        if let Some(i) = threads.iter().position(|&t| t == thread) {
+            threads.swap_remove(i);
+        }
+    }
+
+    fn tx_threads(&self) -> MutexGuard<'_, Vec<ThreadId>> {
+        self.inner
+            .tx_threads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Returns a healthy connection to the idle list. Only connections the
@@ -1191,5 +1239,65 @@ impl Session {
             Ok(())
         })?;
         Ok(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write that cannot get the lock within the busy timeout began
+    /// nothing: `LockTimeout` on every write path, never `CommitAmbiguous`.
+    /// Here, not in `tests/`, because the test shortens the 10 s timeout on
+    /// the handle's connections, which the public API cannot.
+    #[test]
+    fn a_write_that_never_got_the_lock_is_a_lock_timeout() {
+        let short = Duration::from_millis(20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked.db");
+        let db = Database::builder(&path)
+            .durability(Durability::Off)
+            .open()
+            .unwrap();
+        db.execute("CREATE QUEUE t").unwrap();
+        db.reserve_ids().unwrap();
+        db.lock().busy_timeout(short).unwrap();
+        let spare = storage::open(&path, Durability::Off, false).unwrap();
+        spare.busy_timeout(short).unwrap();
+        db.give_back(TxConn::new(spare).unwrap());
+
+        // Another writer: a transaction of another handle (as another process's).
+        let other = Database::open(&path).unwrap();
+        let holder = other.transaction().unwrap();
+
+        let timed_out = |r: Result<()>, what: &str| match r {
+            Err(Error::LockTimeout { statement }) => assert_eq!(statement, what),
+            other => panic!("{what}: expected LockTimeout, got {other:?}"),
+        };
+        // Group commit, one writer and several sharing a batch.
+        timed_out(db.publish("t", Message::new("x")).map(|_| ()), "PUBLISH");
+        timed_out(db.ack(&[1]), "ACK");
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let db = db.clone();
+                std::thread::spawn(move || db.publish("t", Message::new("y")).map(|_| ()))
+            })
+            .collect();
+        for w in writers {
+            timed_out(w.join().unwrap(), "PUBLISH");
+        }
+        timed_out(db.execute("CREATE QUEUE u").map(|_| ()), "CREATE");
+        timed_out(
+            db.consume(&ConsumeRequest::queue("t")).map(|_| ()),
+            "CONSUME",
+        );
+        timed_out(db.transaction().map(|_| ()), "BEGIN");
+        let e = db.publish("t", Message::new("x")).unwrap_err();
+        assert!(e.to_string().contains("nothing was written"), "{e}");
+
+        holder.rollback().unwrap();
+        db.publish("t", Message::new("z")).unwrap();
+        assert_eq!(db.topic_stats("t").unwrap().messages, 1);
+        assert_eq!(db.topic_names().unwrap(), ["t"]);
     }
 }

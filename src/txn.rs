@@ -2,6 +2,7 @@
 //! processed marks and the application's own SQL, all or nothing.
 
 use std::cell::Cell;
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -23,13 +24,20 @@ pub const DEFAULT_PROCESSED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// back was never leased: the message is deliverable again at the same attempt.
 ///
 /// A fenced ACK/NACK (stale or unknown delivery id) inside the transaction
-/// makes it unable to commit: later operations and `commit` fail, and it is
-/// rolled back. Other failed operations change nothing and the transaction
-/// goes on.
+/// makes it unable to commit: it is rolled back at once, releasing the
+/// write lock, and later operations and `commit` fail. Other failed
+/// operations change nothing and the transaction goes on.
+///
+/// While it holds the write lock, a write through the [`Database`] handle
+/// on the thread that opened it fails at once with
+/// [`Error::WouldDeadlock`] instead of waiting for the lock.
 #[derive(Debug)]
 pub struct Transaction {
     db: Database,
+    /// None once rolled back or committed: the write lock is released.
     conn: Option<TxConn>,
+    /// The thread that opened it, registered with the handle while `conn` is held.
+    thread: ThreadId,
     failed: Option<String>,
     published: bool,
     /// The application was handed the connection: it may carry state no
@@ -47,17 +55,22 @@ impl Database {
     /// lock until it commits or rolls back: keep it short.
     ///
     /// # Errors
-    /// `ReadOnly`; storage errors (busy past the timeout).
+    /// `ReadOnly`; `WouldDeadlock` when this thread already holds a
+    /// transaction of this handle; `LockTimeout` when another writer kept
+    /// the lock past the busy timeout; storage errors.
     pub fn transaction(&self) -> Result<Transaction> {
         if self.is_read_only() {
             return Err(Error::ReadOnly("BEGIN".into()));
         }
+        self.refuse_self_wait("BEGIN")?;
         self.reserve_ids()?;
         let conn = self.take_connection()?;
-        run_cached(conn.own(), "BEGIN IMMEDIATE")?;
+        run_cached(conn.own(), "BEGIN IMMEDIATE")
+            .map_err(|e| Error::begin_failed("BEGIN", e.into()))?;
         Ok(Transaction {
             db: self.clone(),
             conn: Some(conn),
+            thread: self.transaction_started(),
             failed: None,
             published: false,
             lent: Cell::new(false),
@@ -86,7 +99,25 @@ impl Transaction {
         self.conn
             .as_ref()
             .map(TxConn::own)
-            .ok_or_else(|| Error::Transaction("the transaction is over".into()))
+            .ok_or_else(|| self.over())
+    }
+
+    /// Why there is no connection: rolled back at a fence, or ended.
+    fn over(&self) -> Error {
+        match &self.failed {
+            Some(why) => Error::TransactionAborted(why.clone()),
+            None => Error::Transaction("the transaction is over".into()),
+        }
+    }
+
+    /// Takes the connection to end the transaction with it; the thread may
+    /// write through the handle again (the caller rolls back or commits now).
+    fn take_conn(&mut self) -> Option<TxConn> {
+        let conn = self.conn.take();
+        if conn.is_some() {
+            self.db.transaction_ended(self.thread);
+        }
+        conn
     }
 
     /// Runs one operation inside a savepoint: a failed operation leaves no trace.
@@ -115,7 +146,10 @@ impl Transaction {
                 run_cached(c, "ROLLBACK TO mq_step")?;
                 run_cached(c, "RELEASE mq_step")?;
                 if fenced(&e) {
+                    // Nothing can commit now: release the write lock at
+                    // once rather than at the caller's ROLLBACK.
                     self.failed = Some(e.to_string());
+                    self.finish(false);
                 }
                 Err(e)
             }
@@ -157,12 +191,9 @@ impl Transaction {
     /// or modules registered on it; do not register any.
     ///
     /// # Errors
-    /// After `commit`/`rollback` (not reachable through the public API).
+    /// `TransactionAborted` after a fenced ACK/NACK rolled it back.
     pub fn connection(&self) -> Result<&Connection> {
-        let conn = self
-            .conn
-            .as_ref()
-            .ok_or_else(|| Error::Transaction("the transaction is over".into()))?;
+        let conn = self.conn.as_ref().ok_or_else(|| self.over())?;
         self.lent.set(true);
         Ok(conn.lend())
     }
@@ -289,7 +320,7 @@ impl Transaction {
     /// Commits. Durable (per the database's durability) when it returns Ok.
     ///
     /// # Errors
-    /// `TransactionAborted` after a fenced ACK/NACK (rolled back instead);
+    /// `TransactionAborted` after a fenced ACK/NACK (rolled back then);
     /// `CommitAmbiguous` when the commit itself failed.
     pub fn commit(mut self) -> Result<()> {
         if let Some(why) = self.failed.take() {
@@ -300,8 +331,8 @@ impl Transaction {
             self.finish(false);
             return Err(Error::TransactionAborted(ENDED.into()));
         }
-        let Some(tx_conn) = self.conn.take() else {
-            return Err(Error::Transaction("the transaction is over".into()));
+        let Some(tx_conn) = self.take_conn() else {
+            return Err(self.over());
         };
         let conn = tx_conn.own();
         match run_cached(conn, "COMMIT") {
@@ -335,7 +366,7 @@ impl Transaction {
     }
 
     fn finish(&mut self, _commit: bool) {
-        if let Some(conn) = self.conn.take()
+        if let Some(conn) = self.take_conn()
             && run_cached(conn.own(), "ROLLBACK").is_ok()
             && (!self.lent.get() || conn.reset().is_ok())
         {
