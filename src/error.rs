@@ -121,9 +121,30 @@ pub enum Error {
         offset_ms: i64,
     },
     /// An earlier operation of the transaction failed in a way that forbids
-    /// committing it (a fenced ACK/NACK); the transaction was rolled back.
-    #[error("the transaction cannot commit: {0}; it was rolled back")]
+    /// committing it (a fenced ACK/NACK); the transaction was rolled back
+    /// then, which released its write lock.
+    #[error("the transaction cannot commit: {0}; it was rolled back and its write lock released")]
     TransactionAborted(String),
+    /// The write would wait for the write lock held by an open
+    /// [`Transaction`](crate::Transaction) of the same handle that this
+    /// thread itself holds, and so wait forever. Nothing was written.
+    #[error(
+        "{statement} would wait forever: this thread holds an open transaction of this database, which has the write lock; do the write through the transaction, or commit or roll it back first"
+    )]
+    WouldDeadlock {
+        /// The statement (or API call) refused, e.g. `PUBLISH`.
+        statement: String,
+    },
+    /// Another writer (a transaction, another process) held the write lock
+    /// for longer than the busy timeout, so the write never began. Nothing
+    /// was written: unlike `CommitAmbiguous`, a retry is always safe.
+    #[error(
+        "{statement} was not applied: the database stayed locked by another writer for longer than the busy timeout; nothing was written, retry"
+    )]
+    LockTimeout {
+        /// The statement (or API call) that could not begin, e.g. `PUBLISH`.
+        statement: String,
+    },
     /// BEGIN inside a transaction, or COMMIT/ROLLBACK outside one.
     #[error("{0}")]
     Transaction(String),
@@ -203,6 +224,25 @@ impl Error {
         }
     }
 
+    /// The error for a failed `BEGIN IMMEDIATE` of `statement`: busy or
+    /// locked past the busy timeout is `LockTimeout` (nothing was written);
+    /// anything else as `write_failed`.
+    pub(crate) fn begin_failed(statement: &str, e: Error) -> Error {
+        match e {
+            Error::Sqlite(s)
+                if matches!(
+                    s.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                Error::LockTimeout {
+                    statement: statement.to_string(),
+                }
+            }
+            other => Error::write_failed(statement, other),
+        }
+    }
+
     /// The error for a failed COMMIT of `statement`: a full disk means
     /// nothing was applied (the commit frame was never written); anything
     /// else leaves the outcome unknown.
@@ -223,6 +263,10 @@ impl Error {
                 reason: reason.clone(),
             },
             Error::CommitAmbiguous { cause, .. } => Error::ambiguous(statement, cause),
+            // The batch never began: nothing of any of its writes happened.
+            Error::LockTimeout { .. } => Error::LockTimeout {
+                statement: statement.to_string(),
+            },
             other => Error::ambiguous(statement, other),
         }
     }

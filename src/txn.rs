@@ -3,6 +3,7 @@
 //! all or nothing.
 
 use std::cell::Cell;
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use rusqlite::Connection;
@@ -23,13 +24,20 @@ use crate::{Database, Error, Result, catalog, dlq, storage};
 /// back was never leased: the message is deliverable again at the same attempt.
 ///
 /// A fenced ACK/NACK (stale or unknown delivery id) inside the transaction
-/// makes it unable to commit: later operations and `commit` fail, and it is
-/// rolled back. Other failed operations change nothing and the transaction
-/// goes on.
+/// makes it unable to commit: it is rolled back at once, releasing the
+/// write lock, and later operations and `commit` fail. Other failed
+/// operations change nothing and the transaction goes on.
+///
+/// While it holds the write lock, a write through the [`Database`] handle
+/// on the thread that opened it fails at once with
+/// [`Error::WouldDeadlock`] instead of waiting for the lock.
 #[derive(Debug)]
 pub struct Transaction {
     db: Database,
+    /// None once rolled back or committed: the write lock is released.
     conn: Option<TxConn>,
+    /// The thread that opened it, registered with the handle while `conn` is held.
+    thread: ThreadId,
     failed: Option<String>,
     /// What the operations so far ask for after the commit.
     effects: Effects,
@@ -48,17 +56,22 @@ impl Database {
     /// lock until it commits or rolls back: keep it short.
     ///
     /// # Errors
-    /// `ReadOnly`; storage errors (busy past the timeout).
+    /// `ReadOnly`; `WouldDeadlock` when this thread already holds a
+    /// transaction of this handle; `LockTimeout` when another writer kept
+    /// the lock past the busy timeout; storage errors.
     pub fn transaction(&self) -> Result<Transaction> {
         if self.is_read_only() {
             return Err(Error::ReadOnly("BEGIN".into()));
         }
+        self.refuse_self_wait("BEGIN")?;
         self.reserve_ids()?;
         let conn = self.pool().take()?;
-        run_cached(conn.own(), "BEGIN IMMEDIATE")?;
+        run_cached(conn.own(), "BEGIN IMMEDIATE")
+            .map_err(|e| Error::begin_failed("BEGIN", e.into()))?;
         Ok(Transaction {
             db: self.clone(),
             conn: Some(conn),
+            thread: self.transaction_started(),
             failed: None,
             effects: Effects::default(),
             lent: Cell::new(false),
@@ -76,7 +89,25 @@ impl Transaction {
         self.conn
             .as_ref()
             .map(TxConn::own)
-            .ok_or_else(|| Error::Transaction("the transaction is over".into()))
+            .ok_or_else(|| self.over())
+    }
+
+    /// Why there is no connection: rolled back at a fence, or ended.
+    fn over(&self) -> Error {
+        match &self.failed {
+            Some(why) => Error::TransactionAborted(why.clone()),
+            None => Error::Transaction("the transaction is over".into()),
+        }
+    }
+
+    /// Takes the connection to end the transaction with it; the thread may
+    /// write through the handle again (the caller rolls back or commits now).
+    fn take_conn(&mut self) -> Option<TxConn> {
+        let conn = self.conn.take();
+        if conn.is_some() {
+            self.db.transaction_ended(self.thread);
+        }
+        conn
     }
 
     /// Runs one operation inside a savepoint: a failed operation leaves no trace.
@@ -105,7 +136,10 @@ impl Transaction {
                 run_cached(c, "ROLLBACK TO mq_step")?;
                 run_cached(c, "RELEASE mq_step")?;
                 if fenced(&e) {
+                    // Nothing can commit now: release the write lock at
+                    // once rather than at the caller's ROLLBACK.
                     self.failed = Some(e.to_string());
+                    self.finish();
                 }
                 Err(e)
             }
@@ -173,12 +207,9 @@ impl Transaction {
     /// or modules registered on it; do not register any.
     ///
     /// # Errors
-    /// After `commit`/`rollback` (not reachable through the public API).
+    /// `TransactionAborted` after a fenced ACK/NACK rolled it back.
     pub fn connection(&self) -> Result<&Connection> {
-        let conn = self
-            .conn
-            .as_ref()
-            .ok_or_else(|| Error::Transaction("the transaction is over".into()))?;
+        let conn = self.conn.as_ref().ok_or_else(|| self.over())?;
         self.lent.set(true);
         Ok(conn.lend())
     }
@@ -403,7 +434,7 @@ impl Transaction {
     /// Commits. Durable (per the database's durability) when it returns Ok.
     ///
     /// # Errors
-    /// `TransactionAborted` after a fenced ACK/NACK (rolled back instead);
+    /// `TransactionAborted` after a fenced ACK/NACK (rolled back then);
     /// `CommitAmbiguous` when the commit itself failed.
     pub fn commit(mut self) -> Result<()> {
         if let Some(why) = self.failed.take() {
@@ -414,8 +445,8 @@ impl Transaction {
             self.finish();
             return Err(Error::TransactionAborted(ENDED.into()));
         }
-        let Some(tx_conn) = self.conn.take() else {
-            return Err(Error::Transaction("the transaction is over".into()));
+        let Some(tx_conn) = self.take_conn() else {
+            return Err(self.over());
         };
         let conn = tx_conn.own();
         match run_cached(conn, "COMMIT") {
@@ -447,7 +478,7 @@ impl Transaction {
 
     /// Rolls back and returns a healthy connection to the pool.
     fn finish(&mut self) {
-        if let Some(conn) = self.conn.take()
+        if let Some(conn) = self.take_conn()
             && run_cached(conn.own(), "ROLLBACK").is_ok()
             && (!self.lent.get() || conn.reset().is_ok())
         {

@@ -345,6 +345,10 @@ fn execute_all_returns_every_result() {
     assert_eq!(results.len(), 4);
     assert!(results[0].rows.is_empty());
     assert_eq!(results[1].rows.len(), 1);
-    assert_eq!(results[2].rows[0][2], mqlite::Value::Int(1), "offset of 'y'");
+    assert_eq!(
+        results[2].rows[0][2],
+        mqlite::Value::Int(1),
+        "offset of 'y'"
+    );
     assert_eq!(results[3].rows[0][0], mqlite::Value::Int(2));
 }

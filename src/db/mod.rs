@@ -15,6 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex};
+use std::thread::ThreadId;
 use std::time::Instant;
 
 use rusqlite::Connection;
@@ -95,6 +96,7 @@ impl DatabaseBuilder {
                 wal: wal.into(),
                 deferred_syncs: AtomicU64::new(0),
                 pool: Pool::new(self.path.clone(), self.durability),
+                tx_threads: Mutex::new(Vec::new()),
                 path: self.path,
                 clock: self.clock,
                 read_only: self.read_only,
@@ -157,6 +159,9 @@ struct Inner {
     ids: Mutex<IdBlock>,
     /// Connections for explicit transactions.
     pool: Pool,
+    /// The threads that opened the explicit transactions now holding the
+    /// write lock, one entry per transaction (see `refuse_self_wait`).
+    tx_threads: Mutex<Vec<ThreadId>>,
     /// Concurrent publishers share commits.
     group_commit: GroupCommit,
     /// Topic definitions for grouped publishes; locked only by a
@@ -268,5 +273,69 @@ impl Database {
         let mut seq = lock(&self.inner.notify.seq);
         *seq += 1;
         self.inner.notify.cv.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::storage::app_sql::TxConn;
+    use crate::{ConsumeRequest, Error, Message};
+
+    /// A write that cannot get the lock within the busy timeout began
+    /// nothing: `LockTimeout` on every write path, never `CommitAmbiguous`.
+    /// Here, not in `tests/`, because the test shortens the 10 s timeout on
+    /// the handle's connections, which the public API cannot.
+    #[test]
+    fn a_write_that_never_got_the_lock_is_a_lock_timeout() {
+        let short = Duration::from_millis(20);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locked.db");
+        let db = Database::builder(&path)
+            .durability(Durability::Off)
+            .open()
+            .unwrap();
+        db.execute("CREATE QUEUE t").unwrap();
+        db.reserve_ids().unwrap();
+        lock(&db.inner.conn).busy_timeout(short).unwrap();
+        let spare = storage::open(&path, Durability::Off, false).unwrap();
+        spare.busy_timeout(short).unwrap();
+        db.pool().put_back(TxConn::new(spare).unwrap());
+
+        // Another writer: a transaction of another handle (as another process's).
+        let other = Database::open(&path).unwrap();
+        let holder = other.transaction().unwrap();
+
+        let timed_out = |r: Result<()>, what: &str| match r {
+            Err(Error::LockTimeout { statement }) => assert_eq!(statement, what),
+            other => panic!("{what}: expected LockTimeout, got {other:?}"),
+        };
+        // Group commit, one writer and several sharing a batch.
+        timed_out(db.publish("t", Message::new("x")).map(|_| ()), "PUBLISH");
+        timed_out(db.ack(&[1]), "ACK");
+        let writers: Vec<_> = (0..4)
+            .map(|_| {
+                let db = db.clone();
+                std::thread::spawn(move || db.publish("t", Message::new("y")).map(|_| ()))
+            })
+            .collect();
+        for w in writers {
+            timed_out(w.join().unwrap(), "PUBLISH");
+        }
+        timed_out(db.execute("CREATE QUEUE u").map(|_| ()), "CREATE");
+        timed_out(
+            db.consume(&ConsumeRequest::queue("t")).map(|_| ()),
+            "CONSUME",
+        );
+        timed_out(db.transaction().map(|_| ()), "BEGIN");
+        let e = db.publish("t", Message::new("x")).unwrap_err();
+        assert!(e.to_string().contains("nothing was written"), "{e}");
+
+        holder.rollback().unwrap();
+        db.publish("t", Message::new("z")).unwrap();
+        assert_eq!(db.topic_stats("t").unwrap().messages, 1);
+        assert_eq!(db.topic_names().unwrap(), ["t"]);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::MutexGuard;
 use std::sync::atomic::Ordering;
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
@@ -36,12 +37,46 @@ impl Database {
         lock(&self.inner.conn)
     }
 
-    /// Refuses a write on a read-only handle.
+    /// Refuses a write on a read-only handle, and on a thread whose own
+    /// transaction holds the write lock (see `refuse_self_wait`).
     fn writable(&self, what: &str) -> Result<()> {
         if self.inner.read_only {
             return Err(Error::ReadOnly(what.to_string()));
         }
+        self.refuse_self_wait(what)
+    }
+
+    /// `WouldDeadlock` when this thread opened an explicit transaction of
+    /// this handle that still holds the write lock: a write on the handle
+    /// would wait for a lock only this thread can release. A transaction
+    /// moved to another thread still counts for the thread that opened it
+    /// (a write there is refused although the other thread could commit);
+    /// a transaction opened on another handle of the same file is not seen
+    /// (its write waits out the busy timeout and fails with `LockTimeout`).
+    pub(crate) fn refuse_self_wait(&self, what: &str) -> Result<()> {
+        let me = std::thread::current().id();
+        if lock(&self.inner.tx_threads).contains(&me) {
+            return Err(Error::WouldDeadlock {
+                statement: what.to_string(),
+            });
+        }
         Ok(())
+    }
+
+    /// Records that this thread holds a new explicit transaction; returns
+    /// the id that `transaction_ended` takes.
+    pub(crate) fn transaction_started(&self) -> ThreadId {
+        let me = std::thread::current().id();
+        lock(&self.inner.tx_threads).push(me);
+        me
+    }
+
+    /// The explicit transaction opened on `thread` released the write lock.
+    pub(crate) fn transaction_ended(&self, thread: ThreadId) {
+        let mut threads = lock(&self.inner.tx_threads);
+        if let Some(i) = threads.iter().position(|&t| t == thread) {
+            threads.swap_remove(i);
+        }
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction; commits on Ok, rolls back on Err.
@@ -77,7 +112,7 @@ impl Database {
         effects: &Effects,
         f: impl FnOnce(&Ctx<'_>) -> Result<T>,
     ) -> Result<T> {
-        begin_immediate(conn).map_err(|e| Error::write_failed(what, e))?;
+        begin_immediate(conn).map_err(|e| Error::begin_failed(what, e))?;
         let run = |now| f(&Ctx::new(conn, now, effects));
         let v = match self.now_for_write().and_then(run) {
             Ok(v) => v,

@@ -2,7 +2,14 @@
 //! consumer draining 10,000,000 messages stays under 64 MB RSS, and the file
 //! gives its space back afterwards).
 //!
-//! Run: `cargo run --release --example drain -- 10000000 /tmp/drain.db`
+//! ```text
+//! cargo bench --bench drain -- 10000000 /tmp/drain.db   # messages, file (replaced)
+//! cargo bench --bench drain                             # 1,000,000 in a temp dir
+//! ```
+//!
+//! A measurement, not a criterion bench (`harness = false`). `cargo bench`
+//! adds `--bench` to the arguments; without it (`cargo test --benches`) the
+//! default is a smoke run of 10,000 messages.
 
 use mqlite::{ConsumeRequest, Database, Durability, Message};
 
@@ -17,11 +24,20 @@ fn rss_kb(field: &str) -> u64 {
 }
 
 fn main() -> mqlite::Result<()> {
-    let n: u64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
-    let path = std::env::args().nth(2).unwrap_or_else(|| "drain.db".into());
+    let bench = std::env::args().any(|a| a == "--bench");
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let n: u64 = match args.first() {
+        Some(a) => a.parse().expect("the number of messages"),
+        None if bench => 1_000_000,
+        None => 10_000,
+    };
+    let dir = tempfile::tempdir()?;
+    let path = args
+        .get(1)
+        .map_or_else(|| dir.path().join("drain.db"), Into::into);
     let _ = std::fs::remove_file(&path);
     let db = Database::builder(&path)
         .durability(Durability::Normal)

@@ -2,9 +2,13 @@
 //! this machine: group commit with no SQL at all.
 //!
 //! ```text
-//! cargo run --release --example commit_floor            # no work per write
-//! cargo run --release --example commit_floor -- 9       # 9 µs of CPU per write
+//! cargo bench --bench commit_floor            # no work per write
+//! cargo bench --bench commit_floor -- 9       # 9 µs of CPU per write
 //! ```
+//!
+//! A measurement, not a criterion bench (`harness = false`); it runs for
+//! about a second, so `cargo test --benches` runs it as it is. Arguments
+//! starting with `--` (`cargo bench` adds `--bench`) are ignored.
 //!
 //! A model of `src/commit.rs`, without SQLite: callers queue a job and sleep
 //! on their own condition variable; whoever finds no leader leads, gathers
@@ -122,7 +126,8 @@ impl Group {
 
 fn main() {
     let work_us: u64 = std::env::args()
-        .nth(1)
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
         .map_or(0, |s| s.parse().expect("microseconds of work per write"));
     let dir = tempfile::tempdir().expect("tempdir");
     let file = std::fs::OpenOptions::new()
