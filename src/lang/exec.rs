@@ -13,7 +13,7 @@ use super::ast::{
 use super::{display, query};
 use crate::db::{GroupStats, TopicSummary};
 use crate::delivery::{ConsumeRequest, Delivery};
-use crate::group::{ReplayFrom, Subscription};
+use crate::group::Subscription;
 use crate::input::{MAX_LINE_BYTES, read_line_limited};
 use crate::publish::{Message, Published};
 use crate::topic::{PartitionInfo, TopicInfo, TopicOptions, TopicStats};
@@ -169,16 +169,13 @@ fn run_with(
         }
         Statement::Select(q) => r.select(q)?,
         Statement::Replay(rp) => {
-            let from: ReplayFrom = rp.from;
-            either!(&mut r, x => x.replay(&rp.topic, &rp.group, from))?;
+            either!(&mut r, x => x.replay(&rp.topic, &rp.group, rp.from))?;
             ResultSet::empty()
         }
         Statement::RequeueDlq(op) => {
             let ids = dlq_ids(&mut r, op)?;
-            one(
-                "requeued",
-                count(either!(&mut r, x => x.requeue_dlq(&ids))?),
-            )
+            let n = either!(&mut r, x => x.requeue_dlq(&ids))?;
+            one("requeued", count(n))
         }
         Statement::PurgeDlq(op) => {
             let ids = dlq_ids(&mut r, op)?;
