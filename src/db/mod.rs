@@ -13,7 +13,7 @@ mod write;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::ThreadId;
 use std::time::Instant;
@@ -97,6 +97,7 @@ impl DatabaseBuilder {
                 deferred_syncs: AtomicU64::new(0),
                 pool: Pool::new(self.path.clone(), self.durability),
                 tx_threads: Mutex::new(Vec::new()),
+                open_transactions: AtomicUsize::new(0),
                 path: self.path,
                 clock: self.clock,
                 read_only: self.read_only,
@@ -162,6 +163,8 @@ struct Inner {
     /// The threads that opened the explicit transactions now holding the
     /// write lock, one entry per transaction (see `refuse_self_wait`).
     tx_threads: Mutex<Vec<ThreadId>>,
+    /// `tx_threads.len()`, read without the lock.
+    open_transactions: AtomicUsize,
     /// Concurrent publishers share commits.
     group_commit: GroupCommit,
     /// Topic definitions for grouped publishes; locked only by a

@@ -54,6 +54,10 @@ impl Database {
     /// a transaction opened on another handle of the same file is not seen
     /// (its write waits out the busy timeout and fails with `LockTimeout`).
     pub(crate) fn refuse_self_wait(&self, what: &str) -> Result<()> {
+        // Lock-free when no transaction is open (every publish passes here).
+        if self.inner.open_transactions.load(Ordering::Relaxed) == 0 {
+            return Ok(());
+        }
         let me = std::thread::current().id();
         if lock(&self.inner.tx_threads).contains(&me) {
             return Err(Error::WouldDeadlock {
@@ -67,7 +71,11 @@ impl Database {
     /// the id that `transaction_ended` takes.
     pub(crate) fn transaction_started(&self) -> ThreadId {
         let me = std::thread::current().id();
-        lock(&self.inner.tx_threads).push(me);
+        let mut threads = lock(&self.inner.tx_threads);
+        threads.push(me);
+        self.inner
+            .open_transactions
+            .store(threads.len(), Ordering::Relaxed);
         me
     }
 
@@ -77,6 +85,9 @@ impl Database {
         if let Some(i) = threads.iter().position(|&t| t == thread) {
             threads.swap_remove(i);
         }
+        self.inner
+            .open_transactions
+            .store(threads.len(), Ordering::Relaxed);
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction; commits on Ok, rolls back on Err.
