@@ -11,3 +11,31 @@ pub(crate) fn ms(d: Duration) -> i64 {
 pub(crate) fn dur(ms: i64) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip_through_milliseconds() {
+        for (d, want) in [
+            (Duration::ZERO, 0),
+            (Duration::from_micros(1_999), 1),
+            (Duration::from_secs(30), 30_000),
+            (Duration::from_secs(7 * 24 * 3600), 604_800_000),
+            (Duration::MAX, i64::MAX),
+        ] {
+            assert_eq!(ms(d), want, "{d:?}");
+        }
+        assert_eq!(dur(30_000), Duration::from_secs(30));
+        assert_eq!(
+            dur(-5),
+            Duration::ZERO,
+            "a negative stored value reads as 0"
+        );
+        assert_eq!(
+            dur(ms(Duration::from_millis(1234))),
+            Duration::from_millis(1234)
+        );
+    }
+}

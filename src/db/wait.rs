@@ -42,7 +42,7 @@ impl Database {
         let mut backoff = Duration::from_micros(250);
         loop {
             let seq = *lock(&self.inner.notify.seq);
-            let version = self.data_version()?;
+            let version = self.commits_by_others()?;
             let got = self.consume_now(req)?;
             if !got.is_empty() {
                 return Ok(got);
@@ -58,7 +58,7 @@ impl Database {
                 self.sleep_unless_woken(seq, backoff.min(deadline - now));
                 backoff = (backoff * 2).min(Duration::from_millis(100));
                 let changed =
-                    *lock(&self.inner.notify.seq) != seq || self.data_version()? != version;
+                    *lock(&self.inner.notify.seq) != seq || self.commits_by_others()? != version;
                 if changed || tried.elapsed() >= RECHECK {
                     if changed {
                         backoff = Duration::from_micros(250);
@@ -80,7 +80,7 @@ impl Database {
 
     /// SQLite's count of commits other connections made to the file, as
     /// this connection sees it (`PRAGMA data_version`).
-    fn data_version(&self) -> Result<i64> {
+    fn commits_by_others(&self) -> Result<i64> {
         self.read(|c, _| Ok(c.query_row("PRAGMA data_version", [], |r| r.get(0))?))
     }
 }

@@ -106,7 +106,16 @@ struct Row {
     settled: i64,
 }
 
-const SELECT: &str = "SELECT lease_id, group_id, topic_id, partition, first_offset, count, member, visible_at, acked, settled FROM mq_leases";
+/// Builds each lease query at compile time (a `format!` per ACK showed as
+/// an allocation per call).
+macro_rules! select_lease {
+    ($tail:literal) => {
+        concat!(
+            "SELECT lease_id, group_id, topic_id, partition, first_offset, count, member, visible_at, acked, settled FROM mq_leases ",
+            $tail
+        )
+    };
+}
 
 fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
@@ -123,16 +132,26 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     })
 }
 
+/// Whether message `i` of a lease is acked: bit `i % 8` of byte `i / 8`.
 fn bit(acked: &[u8], i: i64) -> bool {
     let i = usize::try_from(i).unwrap_or(0);
     acked.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
 }
 
+/// Marks message `i` of a lease acked (a bit past the bitmap is ignored:
+/// the bitmap is made with one bit per message).
+fn set_bit(acked: &mut [u8], i: i64) {
+    let i = usize::try_from(i).unwrap_or(0);
+    if let Some(b) = acked.get_mut(i / 8) {
+        *b |= 1 << (i % 8);
+    }
+}
+
 /// The lease holding delivery `id`, if any.
 fn covering(conn: &Connection, id: i64) -> Result<Option<Row>> {
     let row = conn
-        .prepare_cached(&format!(
-            "{SELECT} WHERE lease_id <= ?1 ORDER BY lease_id DESC LIMIT 1"
+        .prepare_cached(select_lease!(
+            "WHERE lease_id <= ?1 ORDER BY lease_id DESC LIMIT 1"
         ))?
         .query_row([id], from_row)
         .optional()?;
@@ -186,8 +205,8 @@ pub(crate) fn explode_expired(
     now: i64,
 ) -> Result<()> {
     let rows: Vec<Row> = conn
-        .prepare_cached(&format!(
-            "{SELECT} WHERE group_id = ?1 AND visible_at <= ?2 AND (?3 IS NULL OR topic_id = ?3)"
+        .prepare_cached(select_lease!(
+            "WHERE group_id = ?1 AND visible_at <= ?2 AND (?3 IS NULL OR topic_id = ?3)"
         ))?
         .query_map(params![group_id, now, topic_id], from_row)?
         .collect::<rusqlite::Result<_>>()?;
@@ -206,8 +225,8 @@ pub(crate) fn explode_partition(
     partition: u32,
 ) -> Result<()> {
     let rows: Vec<Row> = conn
-        .prepare_cached(&format!(
-            "{SELECT} WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3"
+        .prepare_cached(select_lease!(
+            "WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3"
         ))?
         .query_map(params![group_id, topic_id, partition], from_row)?
         .collect::<rusqlite::Result<_>>()?;
@@ -254,10 +273,7 @@ pub(crate) fn ack(conn: &Connection, ids: &[u64]) -> Result<(Vec<u64>, Touched)>
         if bit(&l.acked, i) {
             return Err(Error::UnknownDelivery(id));
         }
-        let i = usize::try_from(i).unwrap_or(0);
-        if let Some(b) = l.acked.get_mut(i / 8) {
-            *b |= 1 << (i % 8);
-        }
+        set_bit(&mut l.acked, i);
         l.settled += 1;
         touched.insert((l.topic_id, l.partition));
     }
@@ -273,4 +289,25 @@ pub(crate) fn ack(conn: &Connection, ids: &[u64]) -> Result<(Vec<u64>, Touched)>
         }
     }
     Ok((rest, touched))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bitmap_has_one_bit_per_message_lowest_first() {
+        let mut acked = vec![0u8; 2]; // a lease of up to 16 messages
+        for i in [0, 3, 8, 15] {
+            assert!(!bit(&acked, i));
+            set_bit(&mut acked, i);
+            assert!(bit(&acked, i));
+        }
+        assert_eq!(acked, [0b0000_1001, 0b1000_0001]);
+        assert!(!bit(&acked, 1));
+        // Past the bitmap: never set, never read as set.
+        set_bit(&mut acked, 16);
+        assert!(!bit(&acked, 16));
+        assert_eq!(acked, [0b0000_1001, 0b1000_0001]);
+    }
 }

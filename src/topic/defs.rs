@@ -48,8 +48,8 @@ pub(crate) struct TopicDefs {
     by_name: HashMap<String, TopicInfo>,
 }
 
-/// The connection's data version of the main database (see `TopicDefs`).
-fn data_version(conn: &Connection) -> Option<u32> {
+/// How often the main database file changed, by this connection or another (`SQLITE_FCNTL_DATA_VERSION`; see `TopicDefs`).
+fn file_version(conn: &Connection) -> Option<u32> {
     let mut v = 0;
     conn.file_control(
         Some(rusqlite::MAIN_DB),
@@ -69,7 +69,7 @@ impl TopicDefs {
     /// can have changed the definitions until the data version moves.
     pub(crate) fn committed(&mut self, conn: &Connection) {
         self.synced = if self.checked {
-            data_version(conn)
+            file_version(conn)
         } else {
             None
         };
@@ -87,7 +87,7 @@ impl TopicDefs {
     /// that began with `begin`.
     pub(crate) fn get(&mut self, conn: &Connection, name: &str) -> Result<&TopicInfo> {
         if !self.checked {
-            if self.synced.is_none() || data_version(conn) != self.synced {
+            if self.synced.is_none() || file_version(conn) != self.synced {
                 let version = definitions_version(conn)?;
                 if version != self.version {
                     self.by_name.clear();
