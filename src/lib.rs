@@ -70,6 +70,8 @@ pub use input::{MAX_LINE_BYTES, read_line_limited};
 pub use lang::Session;
 pub use processed::DEFAULT_PROCESSED_TTL;
 pub use publish::{DEFAULT_MAX_PAYLOAD, Message, Published, partition_for_key};
+/// The jiff crate of [`Delivery::time`] and [`Value::as_timestamp`].
+pub use jiff;
 /// The rusqlite crate mqlite links, for the application's own SQL in a [`Transaction`].
 pub use rusqlite;
 pub use storage::{Durability, sqlite_version};
@@ -78,4 +80,4 @@ pub use topic::{
     Record, Retention, TopicInfo, TopicKind, TopicOptions, TopicStats,
 };
 pub use txn::Transaction;
-pub use value::{ResultSet, Value};
+pub use value::{ResultSet, Row, Rows, Value};
