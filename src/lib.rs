@@ -7,7 +7,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use mqlite::{ConsumeRequest, Database, Message, Subscription};
+//! use mqlite::{ConsumeRequest, Database, Message, NackAction, Subscription};
 //!
 //! let dir = tempfile::tempdir()?;
 //! let db = Database::open(dir.path().join("shop.db"))?;
@@ -18,20 +18,23 @@
 //! db.subscribe("inventory", &Subscription::topic("order.placed"))?;
 //! db.publish("order.placed", Message::new(r#"{"orderId": "ORD-1"}"#).key("ORD-1"))?;
 //! for group in ["email", "inventory"] {
-//!     let got = db.consume(&ConsumeRequest::topic("order.placed", group).max(10))?;
+//!     let got = db.consume(&ConsumeRequest::from_topic("order.placed").for_group(group).max(10))?;
 //!     assert_eq!(got.len(), 1);
 //!     db.ack(&[got[0].id])?;
 //! }
 //!
 //! // A job queue: one worker per message, gone once acked.
 //! db.execute("CREATE QUEUE jobs MAX DELIVERIES 3")?;
-//! db.publish("jobs", Message::new("resize 1"))?;
-//! let job = db.consume(&ConsumeRequest::queue("jobs").wait(Duration::from_millis(10)))?;
-//! db.ack(&[job[0].id])?;
+//! db.publish_batch("jobs", vec![Message::new("resize 1"), Message::new("resize -1")])?;
+//! let jobs = db.consume(&ConsumeRequest::queue("jobs").max(2).wait(Duration::from_millis(10)))?;
+//! db.ack(&[jobs[0].id])?;
+//! db.nack(&[jobs[1].id], &NackAction::dead("negative size"))?;
 //!
-//! // The command language returns rows.
-//! let rows = db.execute("SELECT COUNT(*) AS n FROM order.placed")?;
-//! assert_eq!(rows.rows[0][0], mqlite::Value::Int(1));
+//! // The command language returns rows, read by column name.
+//! let rs = db.execute("SELECT COUNT(*) AS n FROM order.placed")?;
+//! assert_eq!(rs.row(0).and_then(|row| row.get_i64("n")), Some(1));
+//! let dead = db.execute("SELECT reason FROM DLQ")?;
+//! assert_eq!(dead.row(0).and_then(|row| row.get_str("reason")), Some("negative size"));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
@@ -67,6 +70,8 @@ pub use delivery::{ConsumeRequest, Delivery, NackAction};
 pub use error::{Error, ParseError, Result};
 pub use group::{GroupInfo, ReplayFrom, StartFrom, Subscription, TimeSpec, pattern_matches};
 pub use input::{MAX_LINE_BYTES, read_line_limited};
+/// The jiff crate of [`Delivery::time`] and [`Value::as_timestamp`].
+pub use jiff;
 pub use lang::Session;
 pub use processed::DEFAULT_PROCESSED_TTL;
 pub use publish::{DEFAULT_MAX_PAYLOAD, Message, Published, partition_for_key};
@@ -78,4 +83,4 @@ pub use topic::{
     Record, Retention, TopicInfo, TopicKind, TopicOptions, TopicStats,
 };
 pub use txn::Transaction;
-pub use value::{ResultSet, Value};
+pub use value::{ResultSet, Row, Rows, Value};

@@ -246,3 +246,74 @@ fn a_batch_lease_settles_message_by_message() {
     assert_eq!(db.topic_stats("jobs").unwrap().messages, 0);
     assert_eq!(rows(db, "CHECK")[0]["result"], "ok");
 }
+
+#[test]
+fn nack_constructors_round_trip_through_a_group() {
+    let t = open();
+    let db = &t.db;
+    db.execute("CREATE TOPIC orders").unwrap();
+    db.subscribe("billing", &Subscription::topic("orders"))
+        .unwrap();
+    db.publish_batch(
+        "orders",
+        ["now", "later", "boom", "quiet"]
+            .map(Message::new)
+            .into_iter()
+            .collect(),
+    )
+    .unwrap();
+    let req = ConsumeRequest::from_topic("orders")
+        .for_group("billing")
+        .max(10);
+    let got = db.consume(&req).unwrap();
+    let payloads: Vec<String> = got.iter().map(|d| d.payload_str().into_owned()).collect();
+    assert_eq!(payloads, ["now", "later", "boom", "quiet"]);
+    let appended = mqlite::jiff::Timestamp::from_millisecond(common::T0).unwrap();
+    assert!(got.iter().all(|d| d.time() == appended));
+
+    db.nack(&[got[0].id], &NackAction::now()).unwrap();
+    db.nack(&[got[1].id], &NackAction::delay(Duration::from_secs(60)))
+        .unwrap();
+    db.nack(&[got[2].id], &NackAction::dead("card declined"))
+        .unwrap();
+    db.nack(&[got[3].id], &NackAction::dead_without_reason())
+        .unwrap();
+
+    let again = db.consume(&req).unwrap();
+    assert_eq!(again.len(), 1, "only 'now' is back at once");
+    assert_eq!(
+        (again[0].payload_str().as_ref(), again[0].attempt),
+        ("now", 2)
+    );
+    db.ack(&[again[0].id]).unwrap();
+    t.clock.advance(Duration::from_secs(61));
+    let later = db.consume(&req).unwrap();
+    assert_eq!(later.len(), 1);
+    assert_eq!(
+        (later[0].payload_str().as_ref(), later[0].attempt),
+        ("later", 2)
+    );
+    assert_eq!(
+        later[0].time(),
+        appended,
+        "the append time, not the redelivery's"
+    );
+    db.ack(&[later[0].id]).unwrap();
+
+    let dead = db
+        .execute("SELECT payload, reason, group FROM DLQ ORDER BY id")
+        .unwrap();
+    assert_eq!(dead.len(), 2);
+    let reasons: Vec<(&str, &str)> = dead
+        .iter()
+        .map(|r| (r.get_str("payload").unwrap(), r.get_str("reason").unwrap()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("boom", "card declined"),
+            ("quiet", "dead-lettered by NACK")
+        ]
+    );
+    assert!(dead.iter().all(|r| r.get_str("group") == Some("billing")));
+}

@@ -24,6 +24,9 @@ use crate::{Error, Result};
 pub const MAX_CONSUME: usize = 10_000;
 
 /// What a NACK asks for.
+///
+/// The constructors read better than the variants at a call site:
+/// `NackAction::dead("card declined")` is `NackAction::Dead(Some(..))`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NackAction {
     /// Redeliver now.
@@ -32,6 +35,29 @@ pub enum NackAction {
     Delay(Duration),
     /// `DEAD ['reason']`: dead-letter at once.
     Dead(Option<String>),
+}
+
+impl NackAction {
+    /// Redeliver now (`NACK id`).
+    pub const fn now() -> NackAction {
+        NackAction::Now
+    }
+
+    /// Redeliver once `d` has passed (`NACK id DELAY d`).
+    pub const fn delay(d: Duration) -> NackAction {
+        NackAction::Delay(d)
+    }
+
+    /// Dead-letter at once, with `reason` in the DLQ (`NACK id DEAD 'reason'`).
+    pub fn dead(reason: impl Into<String>) -> NackAction {
+        NackAction::Dead(Some(reason.into()))
+    }
+
+    /// Dead-letter at once without a reason of the caller's (`NACK id DEAD`):
+    /// the DLQ's reason reads "dead-lettered by NACK".
+    pub const fn dead_without_reason() -> NackAction {
+        NackAction::Dead(None)
+    }
 }
 
 /// A message leased to a consumer.
@@ -49,7 +75,7 @@ pub struct Delivery {
     pub key: Option<String>,
     /// 1 for the first delivery, 2 for the first redelivery...
     pub attempt: u32,
-    /// Append time, ms since the epoch.
+    /// Append time, ms since the epoch; [`Delivery::time`] as an instant.
     pub timestamp: i64,
     /// Headers.
     pub headers: BTreeMap<String, String>,
@@ -61,6 +87,16 @@ impl Delivery {
     /// The payload as text (invalid UTF-8 replaced).
     pub fn payload_str(&self) -> std::borrow::Cow<'_, str> {
         String::from_utf8_lossy(&self.payload)
+    }
+
+    /// The append time as an instant. Append times lie within jiff's range
+    /// (years -9999 to 9999); a value outside it saturates at its end.
+    pub fn time(&self) -> jiff::Timestamp {
+        jiff::Timestamp::from_millisecond(self.timestamp).unwrap_or(if self.timestamp < 0 {
+            jiff::Timestamp::MIN
+        } else {
+            jiff::Timestamp::MAX
+        })
     }
 }
 
@@ -94,6 +130,16 @@ pub(crate) fn parse_headers(h: Option<&str>) -> BTreeMap<String, String> {
 }
 
 /// What to consume: a queue, a topic through a group, or every topic of a group.
+///
+/// ```
+/// use mqlite::ConsumeRequest;
+///
+/// let jobs = ConsumeRequest::queue("jobs").max(10);
+/// let email = ConsumeRequest::from_topic("order.placed").for_group("email");
+/// assert_eq!(email, ConsumeRequest::topic("order.placed", "email"));
+/// let audit = ConsumeRequest::group("audit"); // every topic the group reads
+/// # let _ = (jobs, audit);
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsumeRequest {
     pub(crate) topic: Option<String>,
@@ -116,7 +162,15 @@ impl ConsumeRequest {
             ack_wait: None,
         }
     }
-    /// From one topic through a group.
+    /// From the topic or queue `name`. A topic is read through a group:
+    /// add [`for_group`](ConsumeRequest::for_group); without one, `name`
+    /// must be a queue (the same request as [`queue`](ConsumeRequest::queue)).
+    pub fn from_topic(name: impl Into<String>) -> ConsumeRequest {
+        ConsumeRequest::queue(name)
+    }
+    /// From one topic through a group: the topic first, then the group.
+    /// `ConsumeRequest::from_topic(name).for_group(group)` is the same
+    /// request and names each argument.
     pub fn topic(name: impl Into<String>, group: impl Into<String>) -> ConsumeRequest {
         ConsumeRequest {
             group: Some(group.into()),
@@ -130,6 +184,12 @@ impl ConsumeRequest {
             group: Some(group.into()),
             ..ConsumeRequest::queue("")
         }
+    }
+    /// Through the group `group` (a topic's subscriber): sets the group of a
+    /// [`from_topic`](ConsumeRequest::from_topic) request, or replaces it.
+    pub fn for_group(mut self, group: impl Into<String>) -> ConsumeRequest {
+        self.group = Some(group.into());
+        self
     }
     /// Up to `n` messages (default 1).
     pub fn max(mut self, n: usize) -> ConsumeRequest {
@@ -217,5 +277,75 @@ fn resolve(c: &Connection, req: &ConsumeRequest) -> Result<(GroupInfo, Option<i6
         }
         (None, Some(gname)) => Ok((group::get(c, gname)?, None)),
         (None, None) => Err(Error::invalid("CONSUME needs a topic, a queue or a group")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_topic_for_group_is_topic() {
+        assert_eq!(
+            ConsumeRequest::from_topic("order.placed").for_group("email"),
+            ConsumeRequest::topic("order.placed", "email")
+        );
+        assert_eq!(
+            ConsumeRequest::from_topic("order.placed")
+                .for_group("email")
+                .max(10)
+                .member("w1"),
+            ConsumeRequest::topic("order.placed", "email")
+                .max(10)
+                .member("w1")
+        );
+        assert_eq!(
+            ConsumeRequest::from_topic("jobs"),
+            ConsumeRequest::queue("jobs")
+        );
+        // The setter replaces a group, whatever the order of the calls.
+        assert_eq!(
+            ConsumeRequest::topic("t", "a").max(3).for_group("b"),
+            ConsumeRequest::topic("t", "b").max(3)
+        );
+    }
+
+    #[test]
+    fn nack_constructors_are_the_variants() {
+        assert_eq!(NackAction::now(), NackAction::Now);
+        assert_eq!(
+            NackAction::delay(Duration::from_secs(60)),
+            NackAction::Delay(Duration::from_secs(60))
+        );
+        assert_eq!(NackAction::dead("x"), NackAction::Dead(Some("x".into())));
+        assert_eq!(
+            NackAction::dead(String::from("y")),
+            NackAction::Dead(Some("y".into()))
+        );
+        assert_eq!(NackAction::dead_without_reason(), NackAction::Dead(None));
+    }
+
+    fn delivery(timestamp: i64) -> Delivery {
+        Delivery {
+            id: 1,
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            key: None,
+            attempt: 1,
+            timestamp,
+            headers: BTreeMap::new(),
+            payload: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn time_is_the_timestamp_as_an_instant() {
+        let ts: jiff::Timestamp = "2024-01-15T10:30:00.123Z".parse().unwrap();
+        assert_eq!(delivery(ts.as_millisecond()).time(), ts);
+        assert_eq!(delivery(0).time(), jiff::Timestamp::UNIX_EPOCH);
+        assert_eq!(delivery(-1).time().as_millisecond(), -1);
+        assert_eq!(delivery(i64::MAX).time(), jiff::Timestamp::MAX);
+        assert_eq!(delivery(i64::MIN).time(), jiff::Timestamp::MIN);
     }
 }
