@@ -31,7 +31,11 @@ fn main() -> mqlite::Result<()> {
 
     loop {
         let mut tx = db.transaction()?;
-        let batch = tx.consume(&ConsumeRequest::topic("order.placed", "billing").max(100))?;
+        let batch = tx.consume(
+            &ConsumeRequest::from_topic("order.placed")
+                .for_group("billing")
+                .max(100),
+        )?;
         if batch.is_empty() {
             break; // dropping the transaction rolls it back
         }
