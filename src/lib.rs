@@ -48,6 +48,7 @@ mod dlq;
 mod error;
 mod group;
 mod input;
+mod kind;
 pub mod lang;
 mod processed;
 mod publish;
@@ -64,7 +65,7 @@ pub use db::{
     WriteStats,
 };
 pub use delivery::{ConsumeRequest, Delivery, NackAction};
-pub use error::{Error, ParseError, Result};
+pub use error::{Error, FileProblem, NameProblem, ParseError, PatternProblem, Result};
 pub use group::{GroupInfo, ReplayFrom, StartFrom, Subscription, TimeSpec, pattern_matches};
 pub use input::{MAX_LINE_BYTES, read_line_limited};
 pub use lang::Session;
