@@ -6,7 +6,7 @@
 
 use mqlite::{ConsumeRequest, Database, Message, Subscription};
 
-fn main() -> mqlite::Result<()> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).unwrap_or_else(|| "shop.db".into());
     let db = Database::open(&path)?;
     db.execute(
@@ -41,7 +41,7 @@ fn main() -> mqlite::Result<()> {
         }
         for d in &batch {
             let order: serde_json::Value = serde_json::from_slice(&d.payload)
-                .map_err(|e| mqlite::Error::InvalidArgument(format!("order {}: {e}", d.offset)))?;
+                .map_err(|e| format!("order {}: {e}", d.offset))?;
             let id = order["orderId"].as_str().unwrap_or_default().to_string();
             let total = order["total"].as_f64().unwrap_or(0.0);
             tx.connection()?.execute(

@@ -6,7 +6,7 @@
 use crate::group::{self, pending};
 use crate::storage::space::give_back_free_pages;
 use crate::storage::tx::Ctx;
-use crate::topic::{self, TopicKind, TopicOptions, definitions_changed, kind_str};
+use crate::topic::{self, TopicKind, TopicOptions, definitions_changed};
 use crate::{Error, Result};
 
 /// Creates a topic or queue. Returns false if it existed and `if_not_exists`.
@@ -25,9 +25,10 @@ pub(crate) fn create(
         return Err(Error::TopicExists(name.to_string()));
     }
     if kind == TopicKind::Queue && group::find_id(ctx, name)?.is_some() {
-        return Err(Error::invalid(format!(
-            "a group named '{name}' already exists; a queue's implicit group takes the queue's name"
-        )));
+        return Err(Error::NameTaken {
+            name: name.to_string(),
+            statement: "CREATE QUEUE".into(),
+        });
     }
     let id = topic::insert(ctx, ctx.now, kind, name, o)?;
     match kind {
@@ -63,12 +64,12 @@ pub(crate) fn drop(ctx: &Ctx<'_>, kind: TopicKind, name: &str, if_exists: bool) 
         return Err(Error::TopicNotFound(name.to_string()));
     };
     if t.kind != kind {
-        return Err(Error::invalid(format!(
-            "'{name}' is a {}, not a {}: use DROP {}",
-            kind_str(t.kind),
-            kind_str(kind),
-            kind_str(t.kind).to_uppercase()
-        )));
+        return Err(Error::WrongKind {
+            name: name.to_string(),
+            is: t.kind,
+            expected: kind,
+            statement: "DROP".into(),
+        });
     }
     topic::delete(ctx, t.id)?;
     group::forget_topic(ctx, t.id)?;

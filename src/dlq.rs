@@ -38,7 +38,7 @@ pub(crate) fn insert(
 /// REQUEUE or PURGE took them) are skipped. Returns how many were requeued.
 ///
 /// # Errors
-/// `InvalidArgument` for a dead letter whose group no longer reads its topic.
+/// `DeadLetterOrphaned` for a dead letter whose group no longer reads its topic.
 pub(crate) fn requeue(ctx: &Ctx<'_>, ids: &[i64]) -> Result<u64> {
     let mut n = 0;
     for &id in ids {
@@ -54,10 +54,11 @@ pub(crate) fn requeue(ctx: &Ctx<'_>, ids: &[i64]) -> Result<u64> {
             Err(e) => return Err(e.into()),
         };
         if !group::reads_topic(ctx, gid, tid)? {
-            return Err(Error::invalid(format!(
-                "dead letter {id} belongs to group '{gname}' on '{tname}', which no longer exists or no longer reads it; \
-                 PURGE DLQ removes it"
-            )));
+            return Err(Error::DeadLetterOrphaned {
+                id,
+                group: gname,
+                topic: tname,
+            });
         }
         pending::restore_dead_letter(ctx, ctx.now, id, (gid, tid, part, off))?;
         ctx.prepare_cached("DELETE FROM mq_dlq WHERE id = ?1")?

@@ -1,6 +1,8 @@
 //! The one error type of mqlite.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use crate::kind::{MAX_NAME_BYTES, TopicKind};
 
 /// Everything that can go wrong in mqlite. `Display` is meant for people.
 #[derive(Debug, thiserror::Error)]
@@ -26,9 +28,200 @@ pub enum Error {
         /// The topic.
         topic: String,
     },
-    /// A value given by the caller is out of range or does not fit.
+    /// The name is a topic where a queue was expected, or the other way
+    /// round (DROP QUEUE of a topic, CONSUME FROM a topic without a group,
+    /// SUBSCRIBE to a queue, ALTER of the other kind).
+    #[error("{}", wrong_kind(name, *is, *expected, statement))]
+    WrongKind {
+        /// The topic or queue named.
+        name: String,
+        /// What it is.
+        is: TopicKind,
+        /// What the statement needs.
+        expected: TopicKind,
+        /// The statement (or API call) refused: `DROP`, `ALTER`, `CONSUME`
+        /// or `SUBSCRIBE`; it picks the advice of the message.
+        statement: String,
+    },
+    /// A partition number the topic does not have.
+    #[error("{}", partition_out_of_range(topic, *partition, *partitions, statement))]
+    PartitionOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions the topic has (numbered from 0).
+        partitions: u32,
+        /// The statement (or API call) refused: `PUBLISH`, `REPLAY` or
+        /// `commit_offset`; it picks the wording of the message.
+        statement: String,
+    },
+    /// An offset commit past the end of the partition's log.
+    #[error(
+        "offset {offset} is past the end of '{topic}' partition {partition} (next offset {next})"
+    )]
+    PastEnd {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset asked for.
+        offset: u64,
+        /// The partition's next offset, the largest that may be committed.
+        next: u64,
+    },
+    /// An option is out of range, given twice, too large to store, or does
+    /// not apply (a queue's PARTITIONS or RETENTION).
+    #[error("{message}")]
+    InvalidOption {
+        /// The option as the language spells it: `PARTITIONS`, `RETENTION`,
+        /// `MAX LENGTH`, `OVERFLOW`, `DEDUP WINDOW`, `MAX DELIVERIES`,
+        /// `ACK WAIT`, the count of `CONSUME`, BENCH's `MESSAGES`, `SIZE`,
+        /// `BATCH` and `PRODUCERS`, or `durability`.
+        option: String,
+        /// The whole message, which names the option.
+        message: String,
+    },
+    /// A topic, queue or group name that cannot be used.
+    #[error("{}", invalid_name(what, name, *problem))]
+    InvalidName {
+        /// `topic`, `queue` or `group`.
+        what: String,
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        problem: NameProblem,
+    },
+    /// A subscription pattern that cannot be used.
+    #[error("{}", invalid_pattern(pattern, *problem))]
+    InvalidPattern {
+        /// The pattern given.
+        pattern: String,
+        /// What is wrong with it.
+        problem: PatternProblem,
+    },
+    /// A message to publish has an empty header name or an empty dedup id.
+    #[error("a {what} must not be empty")]
+    EmptyValue {
+        /// `header name` or `dedup id`.
+        what: String,
+    },
+    /// ACK or NACK lists the same delivery id twice.
+    #[error("delivery {0} is listed twice")]
+    DuplicateDelivery(u64),
+    /// A queue and a group would share a name: a queue's implicit group
+    /// takes the queue's name, so CREATE QUEUE refuses the name of a group
+    /// and SUBSCRIBE creates no group with the name of a queue.
+    #[error("{}", name_taken(name, statement))]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The statement (or API call) refused: `CREATE QUEUE` or `SUBSCRIBE`.
+        statement: String,
+    },
+    /// SUBSCRIBE or UNSUBSCRIBE named a queue's implicit group, which only
+    /// CREATE and DROP QUEUE change.
+    #[error("{}", implicit_group(queue, statement))]
+    ImplicitGroup {
+        /// The queue (and its group's name).
+        queue: String,
+        /// The statement (or API call) refused: `SUBSCRIBE` or `UNSUBSCRIBE`.
+        statement: String,
+    },
+    /// REQUEUE DLQ of a dead letter whose group no longer exists or no
+    /// longer reads its topic; nothing of the statement was applied.
+    #[error(
+        "dead letter {id} belongs to group '{group}' on '{topic}', which no longer exists or no longer reads it; PURGE DLQ removes it"
+    )]
+    DeadLetterOrphaned {
+        /// The dead letter's id.
+        id: i64,
+        /// The group it was dead-lettered by.
+        group: String,
+        /// Its topic.
+        topic: String,
+    },
+    /// A statement that cannot run inside an explicit transaction: BENCH,
+    /// TAIL, or a CONSUME that would WAIT holding the write lock.
+    #[error(
+        "{statement} is not allowed inside a transaction{}",
+        not_in_transaction_why(statement)
+    )]
+    NotAllowedInTransaction {
+        /// `BENCH`, `TAIL` or `CONSUME ... WAIT`.
+        statement: String,
+    },
+    /// A request that lacks what it needs: a CONSUME with neither topic nor
+    /// group, a SUBSCRIBE without targets, an ALTER without options,
+    /// `mark_processed` with an empty group or key.
+    #[error("{statement} needs {needs}")]
+    Incomplete {
+        /// The statement (or API call), e.g. `SUBSCRIBE`.
+        statement: String,
+        /// What it needs, e.g. `at least one topic or pattern`.
+        needs: String,
+    },
+    /// A statement of the command language that parsed but cannot run as
+    /// written: an unknown column or a misplaced aggregate in SELECT, a
+    /// header given twice, DEDUP with several payloads, a statement over
+    /// the planner's limits, a BENCH workload listed twice.
     #[error("{0}")]
-    InvalidArgument(String),
+    InvalidStatement(String),
+    /// EXPORT cannot write its file; nothing was written to the target.
+    #[error("{}", output_file(path, problem))]
+    OutputFile {
+        /// The file named by the statement.
+        path: PathBuf,
+        /// Why it cannot be written.
+        problem: FileProblem,
+    },
+    /// IMPORT cannot open its file.
+    #[error("cannot read '{}': {source}", path.display())]
+    ImportFile {
+        /// The file named by the statement.
+        path: PathBuf,
+        /// What the system reported.
+        source: std::io::Error,
+    },
+    /// A line of an IMPORT file cannot be read or is not a message;
+    /// nothing of the file was imported.
+    #[error("{} line {line}: {reason}", path.display())]
+    ImportLine {
+        /// The file named by the statement.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// What is wrong with the line, e.g. `not UTF-8 text`.
+        reason: String,
+    },
+    /// BENCH could not run a workload, or a workload read back other than
+    /// what it wrote. Its scratch topic was dropped.
+    #[error("{0}")]
+    BenchFailed(String),
+    /// SQLite did not switch the file to WAL journal mode, which mqlite
+    /// needs (e.g. a file system without shared memory).
+    #[error("could not switch {} to WAL journal mode (got {journal_mode})", path.display())]
+    WalUnavailable {
+        /// The database file.
+        path: PathBuf,
+        /// The journal mode SQLite kept.
+        journal_mode: String,
+    },
+    /// A read-only open found a write-ahead log that SQLite cannot use
+    /// here: the -wal is unreadable, or the -shm is neither readable nor
+    /// creatable.
+    #[error(
+        "cannot read {} read-only: it has a write-ahead log, and SQLite needs {}-wal readable and {}-shm readable or creatable, which here they are not ({cause}); open it read-write once, or read it where the directory is writable",
+        path.display(),
+        path.display(),
+        path.display()
+    )]
+    WalUnreadable {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite reported.
+        cause: String,
+    },
     /// No delivery with this id is in flight (never issued, already acked or dead-lettered).
     #[error("delivery {0} is unknown: it was never issued, or was already acked or dead-lettered")]
     UnknownDelivery(u64),
@@ -80,9 +273,6 @@ pub enum Error {
     /// The database was opened read-only.
     #[error("the database is open read-only: {0} needs to write")]
     ReadOnly(String),
-    /// The statement is part of the language but not implemented yet.
-    #[error("{0} is not supported yet")]
-    NotSupported(String),
     /// A commit failed and whether it took effect is unknown (an I/O error,
     /// a failed fsync). The message says how to find out for `statement`.
     #[error(
@@ -203,8 +393,12 @@ fn take_refusal() -> Option<String> {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
-    pub(crate) fn invalid(msg: impl Into<String>) -> Error {
-        Error::InvalidArgument(msg.into())
+    /// An [`Error::InvalidOption`] for `option`.
+    pub(crate) fn option(option: &str, message: impl Into<String>) -> Error {
+        Error::InvalidOption {
+            option: option.to_string(),
+            message: message.into(),
+        }
     }
 
     /// A commit of `statement` whose outcome is unknown.
@@ -297,6 +491,158 @@ fn ambiguous_advice(statement: &str) -> &'static str {
     }
 }
 
+/// What is wrong with a topic, queue or group name ([`Error::InvalidName`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NameProblem {
+    /// The name is empty.
+    Empty,
+    /// The name is longer than 249 bytes.
+    TooLong,
+    /// The name contains a control character.
+    ControlCharacter,
+    /// The name is one of SELECT's system sources (TOPICS, GROUPS, ...),
+    /// in any case.
+    Reserved,
+}
+
+/// What is wrong with a subscription pattern ([`Error::InvalidPattern`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PatternProblem {
+    /// The pattern is empty.
+    Empty,
+    /// A word between dots is empty (`a..b`).
+    EmptyWord,
+    /// `*` or `#` is part of a word instead of the whole word (`order.*x`).
+    EmbeddedWildcard,
+}
+
+/// Why EXPORT cannot write its file ([`Error::OutputFile`]).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum FileProblem {
+    /// The file exists and the statement does not say OVERWRITE.
+    Exists,
+    /// The path is (or resolves to) the database file or one of its
+    /// -wal, -shm or -journal files.
+    DatabaseFile,
+    /// The path names no file (it ends in `..` or is a root).
+    NotAFileName,
+    /// The system refused to create the file.
+    Io(std::io::Error),
+}
+
+/// The message of [`Error::WrongKind`]; `statement` picks the advice.
+fn wrong_kind(name: &str, is: TopicKind, expected: TopicKind, statement: &str) -> String {
+    let (is, expected) = (is.noun(), expected.noun());
+    match statement {
+        "CONSUME" => {
+            format!("'{name}' is a {is}: consume it through a group (CONSUME FROM {name} GROUP g)")
+        }
+        "SUBSCRIBE" => {
+            format!("'{name}' is a {is}: it has its own group; consume it with CONSUME FROM {name}")
+        }
+        "DROP" => format!(
+            "'{name}' is a {is}, not a {expected}: use DROP {}",
+            is.to_uppercase()
+        ),
+        _ => format!("'{name}' is a {is}, not a {expected}"),
+    }
+}
+
+/// The message of [`Error::PartitionOutOfRange`]; `statement` picks the
+/// wording.
+fn partition_out_of_range(topic: &str, partition: u32, partitions: u32, statement: &str) -> String {
+    match statement {
+        "PUBLISH" => format!(
+            "partition {partition} does not exist: '{topic}' has {partitions} partition{} (0..{})",
+            if partitions == 1 { "" } else { "s" },
+            partitions.saturating_sub(1)
+        ),
+        "REPLAY" => {
+            format!("partition {partition} does not exist: '{topic}' has {partitions} partition(s)")
+        }
+        _ => format!("partition {partition} does not exist in '{topic}'"),
+    }
+}
+
+/// The message of [`Error::InvalidName`].
+fn invalid_name(what: &str, name: &str, problem: NameProblem) -> String {
+    match problem {
+        NameProblem::Empty => format!("{what} name must not be empty"),
+        NameProblem::TooLong => {
+            format!("{what} name '{name}' is longer than {MAX_NAME_BYTES} bytes")
+        }
+        NameProblem::ControlCharacter => {
+            format!("{what} name {name:?} contains a control character")
+        }
+        NameProblem::Reserved => format!(
+            "'{name}' is a reserved name ({} is a system source of SELECT): choose another name",
+            name.to_ascii_uppercase()
+        ),
+    }
+}
+
+/// The message of [`Error::InvalidPattern`].
+fn invalid_pattern(pattern: &str, problem: PatternProblem) -> String {
+    match problem {
+        PatternProblem::Empty => "a pattern must not be empty".into(),
+        PatternProblem::EmptyWord => {
+            format!("pattern '{pattern}' has an empty word (two dots in a row?)")
+        }
+        PatternProblem::EmbeddedWildcard => format!(
+            "pattern '{pattern}': '*' and '#' must stand alone between dots (like 'order.*' or 'order.#')"
+        ),
+    }
+}
+
+/// The message of [`Error::NameTaken`]; `statement` says which way the
+/// names clash.
+fn name_taken(name: &str, statement: &str) -> String {
+    match statement {
+        "CREATE QUEUE" => format!(
+            "a group named '{name}' already exists; a queue's implicit group takes the queue's name"
+        ),
+        _ => format!(
+            "'{name}' is the name of a queue (its implicit group); choose another group name"
+        ),
+    }
+}
+
+/// The message of [`Error::ImplicitGroup`]; `statement` picks the advice.
+fn implicit_group(queue: &str, statement: &str) -> String {
+    match statement {
+        "UNSUBSCRIBE" => {
+            format!("'{queue}' is the implicit group of a queue; DROP QUEUE {queue} removes it")
+        }
+        _ => {
+            format!("'{queue}' is the implicit group of queue '{queue}'; choose another group name")
+        }
+    }
+}
+
+/// Why `statement` may not run in a transaction, when the message says so.
+fn not_in_transaction_why(statement: &str) -> &'static str {
+    match statement {
+        "CONSUME ... WAIT" => ": it would hold the write lock while waiting",
+        _ => "",
+    }
+}
+
+/// The message of [`Error::OutputFile`].
+fn output_file(path: &Path, problem: &FileProblem) -> String {
+    let path = path.display();
+    match problem {
+        FileProblem::Exists => format!("'{path}' exists: add OVERWRITE to replace it"),
+        FileProblem::DatabaseFile => {
+            format!("'{path}' is the database file or one of its own files: choose another file")
+        }
+        FileProblem::NotAFileName => format!("'{path}' is not a file name"),
+        FileProblem::Io(err) => format!("cannot write '{path}': {err}"),
+    }
+}
+
 /// A syntax error: where and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("syntax error at line {line}, column {column}: {message}")]
@@ -350,5 +696,62 @@ impl ParseError {
             .map(|c| if c == '\t' { '\t' } else { ' ' })
             .collect();
         format!("{self}\n{line}\n{pad}^")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Messages the public API reaches only in states a test cannot make
+    /// (a queue without its implicit group, a file system without WAL):
+    /// their text is pinned here, as the shell prints it.
+    #[test]
+    fn rare_messages_keep_their_text() {
+        let cases = [
+            (
+                Error::NameTaken {
+                    name: "jobs".into(),
+                    statement: "SUBSCRIBE".into(),
+                },
+                "'jobs' is the name of a queue (its implicit group); choose another group name",
+            ),
+            (
+                Error::Incomplete {
+                    statement: "CONSUME".into(),
+                    needs: "a topic, a queue or a group".into(),
+                },
+                "CONSUME needs a topic, a queue or a group",
+            ),
+            (
+                Error::WalUnavailable {
+                    path: "/m/a.db".into(),
+                    journal_mode: "delete".into(),
+                },
+                "could not switch /m/a.db to WAL journal mode (got delete)",
+            ),
+            (
+                Error::WalUnreadable {
+                    path: "/m/a.db".into(),
+                    cause: "unable to open database file".into(),
+                },
+                "cannot read /m/a.db read-only: it has a write-ahead log, and SQLite needs \
+                 /m/a.db-wal readable and /m/a.db-shm readable or creatable, which here they \
+                 are not (unable to open database file); open it read-write once, or read it \
+                 where the directory is writable",
+            ),
+            (
+                Error::WrongKind {
+                    name: "t".into(),
+                    is: TopicKind::Topic,
+                    expected: TopicKind::Queue,
+                    statement: "ALTER".into(),
+                },
+                "'t' is a topic, not a queue",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(e.to_string(), text);
+        }
     }
 }

@@ -51,6 +51,7 @@ mod dlq;
 mod error;
 mod group;
 mod input;
+mod kind;
 pub mod lang;
 mod processed;
 mod publish;
@@ -67,7 +68,7 @@ pub use db::{
     WriteStats,
 };
 pub use delivery::{ConsumeRequest, Delivery, NackAction};
-pub use error::{Error, ParseError, Result};
+pub use error::{Error, FileProblem, NameProblem, ParseError, PatternProblem, Result};
 pub use group::{GroupInfo, ReplayFrom, StartFrom, Subscription, TimeSpec, pattern_matches};
 pub use input::{MAX_LINE_BYTES, read_line_limited};
 /// The jiff crate of [`Delivery::time`] and [`Value::as_timestamp`].

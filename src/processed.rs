@@ -17,7 +17,10 @@ pub const DEFAULT_PROCESSED_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub(crate) fn mark(c: &Ctx<'_>, group: &str, key: &str, ttl: Duration) -> Result<bool> {
     let now = c.now;
     if group.is_empty() || key.is_empty() {
-        return Err(Error::invalid("mark_processed needs a group and a key"));
+        return Err(Error::Incomplete {
+            statement: "mark_processed".into(),
+            needs: "a group and a key".into(),
+        });
     }
     // Forget a bounded number of expired keys (never a full scan).
     c.prepare_cached(

@@ -219,9 +219,12 @@ impl Transaction {
     /// # Errors
     /// As [`Database::publish`].
     pub fn publish(&mut self, topic: &str, message: Message) -> Result<Published> {
-        let mut v = self.publish_batch(topic, vec![message])?;
-        v.pop()
-            .ok_or_else(|| Error::invalid("nothing was published"))
+        self.db.check_disk_reserve("PUBLISH")?;
+        let max = self.db.max_payload();
+        self.step(|c| {
+            let t = topic::get(c, topic)?;
+            publish::append_one(c, &t, &message, max)
+        })
     }
 
     /// Publishes messages in this transaction.
@@ -240,13 +243,13 @@ impl Transaction {
     /// Leases messages in this transaction (never blocks: a WAIT is refused).
     ///
     /// # Errors
-    /// As [`Database::consume`]; `InvalidArgument` for a WAIT.
+    /// As [`Database::consume`]; `NotAllowedInTransaction` for a WAIT.
     pub fn consume(&mut self, request: &ConsumeRequest) -> Result<Vec<Delivery>> {
         request.check()?;
         if request.waits().is_some() {
-            return Err(Error::invalid(
-                "CONSUME ... WAIT is not allowed inside a transaction: it would hold the write lock while waiting",
-            ));
+            return Err(Error::NotAllowedInTransaction {
+                statement: "CONSUME ... WAIT".into(),
+            });
         }
         let db = self.db.clone();
         self.step(|c| delivery::consume_once(c, request, db.ids()))
@@ -280,7 +283,8 @@ impl Transaction {
     /// below `offset` is done (acked), and `offset` is the next to deliver.
     ///
     /// # Errors
-    /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`, `InvalidArgument`.
+    /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`,
+    /// `PartitionOutOfRange`, `PastEnd`.
     pub fn commit_offset(
         &mut self,
         group: &str,
@@ -295,7 +299,7 @@ impl Transaction {
     /// transaction rolls back, the key is not marked.
     ///
     /// # Errors
-    /// Storage errors.
+    /// As [`Database::mark_processed`].
     pub fn mark_processed(&mut self, group: &str, key: &str) -> Result<bool> {
         self.mark_processed_for(group, key, DEFAULT_PROCESSED_TTL)
     }
@@ -303,7 +307,7 @@ impl Transaction {
     /// As [`Transaction::mark_processed`], remembering the key for `ttl`.
     ///
     /// # Errors
-    /// Storage errors.
+    /// As [`Database::mark_processed`].
     pub fn mark_processed_for(&mut self, group: &str, key: &str, ttl: Duration) -> Result<bool> {
         self.step(|c| processed::mark(c, group, key, ttl))
     }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{err, open, rows, snapshot};
+use common::{err, fail, open, rows, snapshot};
 use mqlite::{ConsumeRequest, Error, Message, NackAction, Subscription};
 
 #[test]
@@ -48,7 +48,11 @@ fn an_expired_lease_is_redelivered_with_attempt_2_and_the_old_id_is_refused() {
             first[0].id, second[0].id
         )
     );
-    assert!(err(db, &format!("NACK {}", first[0].id)).contains("expired"));
+    let e = fail(db, &format!("NACK {}", first[0].id));
+    assert!(
+        matches!(e, Error::StaleDelivery { id, redelivered_as } if id == first[0].id && redelivered_as == second[0].id),
+        "{e:?}"
+    );
     assert_eq!(snapshot(db), before, "a refused ACK changes nothing");
 
     db.ack(&[second[0].id]).unwrap();
@@ -56,7 +60,9 @@ fn an_expired_lease_is_redelivered_with_attempt_2_and_the_old_id_is_refused() {
         db.ack(&[second[0].id]),
         Err(Error::UnknownDelivery(_))
     ));
-    assert!(err(db, "ACK 999999").contains("delivery 999999 is unknown"));
+    let e = fail(db, "ACK 999999");
+    assert!(matches!(e, Error::UnknownDelivery(999_999)), "{e:?}");
+    assert!(e.to_string().contains("delivery 999999 is unknown"), "{e}");
 }
 
 #[test]
@@ -85,7 +91,15 @@ fn a_batch_ack_with_one_bad_id_changes_nothing() {
     let before = snapshot(db);
     assert!(db.ack(&[d[0].id, 424242]).is_err());
     assert_eq!(snapshot(db), before);
-    assert!(err(db, &format!("ACK {}, {}", d[0].id, d[0].id)).contains("listed twice"));
+    let e = fail(db, &format!("ACK {}, {}", d[0].id, d[0].id));
+    assert!(
+        matches!(e, Error::DuplicateDelivery(id) if id == d[0].id),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        format!("delivery {} is listed twice", d[0].id)
+    );
     db.ack(&[d[0].id, d[1].id]).unwrap();
 }
 
@@ -225,8 +239,10 @@ fn a_batch_lease_settles_message_by_message() {
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].payload_str(), "j4");
     assert_eq!(again[0].attempt, 2);
+    let e = fail(db, &format!("ACK {}", ids[4]));
     assert!(
-        err(db, &format!("ACK {}", ids[4])).contains(&format!("redelivered as {}", again[0].id))
+        matches!(e, Error::StaleDelivery { redelivered_as, .. } if redelivered_as == again[0].id),
+        "{e:?}"
     );
     db.ack(&[again[0].id]).unwrap();
 
@@ -236,10 +252,10 @@ fn a_batch_lease_settles_message_by_message() {
     let p: Vec<String> = rest.iter().map(|d| d.payload_str().into_owned()).collect();
     assert_eq!(p, ["j3", "j5", "j6", "j7", "j8", "j9"]);
     assert!(rest.iter().all(|d| d.attempt == 2));
-    let e = err(db, &format!("ACK {}", ids[9]));
+    let e = fail(db, &format!("ACK {}", ids[9]));
     assert!(
-        e.contains("expired") && e.contains(&rest[5].id.to_string()),
-        "{e}"
+        matches!(e, Error::StaleDelivery { id, redelivered_as } if id == ids[9] && redelivered_as == rest[5].id),
+        "{e:?}"
     );
     db.ack(&rest.iter().map(|d| d.id).collect::<Vec<_>>())
         .unwrap();

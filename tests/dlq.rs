@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{err, open, rows};
-use mqlite::ConsumeRequest;
+use common::{fail, open, rows};
+use mqlite::{ConsumeRequest, Error};
 use serde_json::json;
 
 fn kill(db: &mqlite::Database, from: ConsumeRequest, reason: &str) {
@@ -113,11 +113,10 @@ fn requeue_and_purge_filters_and_limits() {
     );
     assert_eq!(rows(db, "PURGE DLQ"), [json!({"purged": 1})]);
     assert_eq!(rows(db, "REQUEUE DLQ nope"), [json!({"requeued": 0})]);
-    assert!(
-        err(db, "REQUEUE DLQ WHERE nosuch.col = 1 OR COUNT(*) > 1")
-            .contains("not allowed in WHERE")
-    );
-    assert!(err(db, "PURGE DLQ jobs GROUP").contains("syntax error"));
+    let e = fail(db, "REQUEUE DLQ WHERE nosuch.col = 1 OR COUNT(*) > 1");
+    assert!(matches!(e, Error::InvalidStatement(_)), "{e:?}");
+    assert!(e.to_string().contains("not allowed in WHERE"), "{e}");
+    assert!(matches!(fail(db, "PURGE DLQ jobs GROUP"), Error::Syntax(_)));
 }
 
 #[test]
@@ -128,7 +127,12 @@ fn requeue_refuses_a_group_that_is_gone() {
         .unwrap();
     kill(db, ConsumeRequest::topic("ev", "g"), "bad");
     db.execute("UNSUBSCRIBE GROUP g").unwrap();
-    let e = err(db, "REQUEUE DLQ");
+    let e = fail(db, "REQUEUE DLQ");
+    assert!(
+        matches!(&e, Error::DeadLetterOrphaned { group, topic, .. } if group == "g" && topic == "ev"),
+        "{e:?}"
+    );
+    let e = e.to_string();
     assert!(e.contains("group 'g'") && e.contains("no longer"), "{e}");
     assert_eq!(
         rows(db, "SELECT COUNT(*) AS n FROM DLQ")[0]["n"],

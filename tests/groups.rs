@@ -5,8 +5,11 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 
-use common::{err, open, rows};
-use mqlite::{ConsumeRequest, Message, StartFrom, Subscription, TopicOptions, partition_for_key};
+use common::{fail, open, rows};
+use mqlite::{
+    ConsumeRequest, Error, Message, PatternProblem, StartFrom, Subscription, TopicOptions,
+    partition_for_key,
+};
 
 #[test]
 fn one_order_fans_out_to_every_group_with_its_payload_intact() {
@@ -155,7 +158,15 @@ fn round_robin_without_key_and_explicit_partition() {
     let r = rows(db, "PUBLISH logs PARTITION 2 'x'");
     assert_eq!(r[0]["partition"], 2);
     assert_eq!(r[0]["offset"], 2);
-    assert!(err(db, "PUBLISH logs PARTITION 3 'x'").contains("partition 3 does not exist"));
+    let e = fail(db, "PUBLISH logs PARTITION 3 'x'");
+    assert!(
+        matches!(&e, Error::PartitionOutOfRange { topic, partition: 3, partitions: 3, .. } if topic == "logs"),
+        "{e:?}"
+    );
+    assert_eq!(
+        e.to_string(),
+        "partition 3 does not exist: 'logs' has 3 partitions (0..2)"
+    );
 }
 
 #[test]
@@ -225,7 +236,18 @@ fn patterns_match_words_and_pick_up_topics_created_later() {
     assert!(mqlite::pattern_matches("order.#", "order"));
     assert!(mqlite::pattern_matches("#.placed", "order.eu.placed"));
     assert!(!mqlite::pattern_matches("order.*", "order.eu.placed"));
-    assert!(err(db, "SUBSCRIBE GROUP bad TO 'order.*x'").contains("must stand alone"));
+    let e = fail(db, "SUBSCRIBE GROUP bad TO 'order.*x'");
+    assert!(
+        matches!(
+            &e,
+            Error::InvalidPattern {
+                pattern,
+                problem: PatternProblem::EmbeddedWildcard
+            } if pattern == "order.*x"
+        ),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("must stand alone"), "{e}");
 }
 
 #[test]
@@ -244,9 +266,22 @@ fn unsubscribe_removes_a_topic_or_the_group() {
     let got = db.consume(&ConsumeRequest::group("g").max(10)).unwrap();
     let payloads: Vec<String> = got.iter().map(|d| d.payload_str().into_owned()).collect();
     assert_eq!(payloads, ["y2"]);
-    assert!(err(db, "CONSUME FROM a GROUP g").contains("not subscribed"));
-    assert!(err(db, "UNSUBSCRIBE GROUP g FROM a").contains("not subscribed"));
+    for sql in ["CONSUME FROM a GROUP g", "UNSUBSCRIBE GROUP g FROM a"] {
+        let e = fail(db, sql);
+        assert!(
+            matches!(&e, Error::NotSubscribed { group, topic } if group == "g" && topic == "a"),
+            "{sql}: {e:?}"
+        );
+    }
     db.execute("UNSUBSCRIBE GROUP g").unwrap();
-    assert!(err(db, "CONSUME FROM GROUP g").contains("group 'g' does not exist"));
-    assert!(err(db, "UNSUBSCRIBE GROUP nope").contains("group 'nope' does not exist"));
+    for (sql, name) in [
+        ("CONSUME FROM GROUP g", "g"),
+        ("UNSUBSCRIBE GROUP nope", "nope"),
+    ] {
+        let e = fail(db, sql);
+        assert!(
+            matches!(&e, Error::GroupNotFound(g) if g == name),
+            "{sql}: {e:?}"
+        );
+    }
 }

@@ -7,15 +7,15 @@ mod common;
 
 use std::path::Path;
 
-use mqlite::{Database, Durability, ManualClock};
+use mqlite::{Database, Durability, Error, ManualClock, NameProblem};
 use proptest::prelude::*;
 
 /// The stack of a thread spawned with default settings.
 const SMALL_STACK: usize = 2 << 20;
 
 /// Runs `text` on the database at `path` from a thread with a 2 MiB stack;
-/// Ok(rows) or Err(message). A stack overflow aborts the whole test binary.
-fn run_small(path: &Path, text: String) -> Result<usize, String> {
+/// Ok(rows) or the error. A stack overflow aborts the whole test binary.
+fn run_small(path: &Path, text: String) -> Result<usize, Error> {
     let path = path.to_path_buf();
     std::thread::Builder::new()
         .stack_size(SMALL_STACK)
@@ -23,11 +23,8 @@ fn run_small(path: &Path, text: String) -> Result<usize, String> {
             let db = Database::builder(&path)
                 .durability(Durability::Off)
                 .clock(ManualClock::new(common::T0))
-                .open()
-                .map_err(|e| e.to_string())?;
-            db.execute(&text)
-                .map(|rs| rs.rows.len())
-                .map_err(|e| e.to_string())
+                .open()?;
+            db.execute(&text).map(|rs| rs.rows.len())
         })
         .unwrap()
         .join()
@@ -76,7 +73,13 @@ fn long_chains_are_errors_on_a_small_stack() {
     for text in cases {
         let err = run_small(&t.path, text.clone()).unwrap_err();
         assert!(
-            err.contains("expression too long: more than 64 levels"),
+            matches!(err, Error::Syntax(_)),
+            "{}...: {err:?}",
+            &text[..40]
+        );
+        assert!(
+            err.to_string()
+                .contains("expression too long: more than 64 levels"),
             "{}...: {err}",
             &text[..40]
         );
@@ -120,7 +123,12 @@ fn deep_nesting_and_huge_lists_are_errors_on_a_small_stack() {
     ];
     for (text, want) in cases {
         let err = run_small(&t.path, text.clone()).unwrap_err();
-        assert!(err.contains(want), "{}...: {err}", &text[..40]);
+        assert!(
+            matches!(err, Error::Syntax(_)),
+            "{}...: {err:?}",
+            &text[..40]
+        );
+        assert!(err.to_string().contains(want), "{}...: {err}", &text[..40]);
     }
 }
 
@@ -129,11 +137,13 @@ fn expressions_at_the_limits_still_run_on_a_small_stack() {
     let t = setup();
     // 63 operators: a tree of 64 levels, the most allowed.
     let text = format!("SELECT * FROM t WHERE {}", chain("offset = 0", " AND ", 62));
-    assert_eq!(run_small(&t.path, text), Ok(1));
+    assert_eq!(run_small(&t.path, text).unwrap(), 1);
     let text = format!("SELECT {} AS n FROM t", chain("data.a", "+", 63));
-    assert_eq!(run_small(&t.path, text), Ok(1));
+    assert_eq!(run_small(&t.path, text).unwrap(), 1);
     let text = format!("SELECT {} AS n FROM t", chain("1", "+", 64));
-    assert!(run_small(&t.path, text).unwrap_err().contains("64 levels"));
+    let err = run_small(&t.path, text).unwrap_err();
+    assert!(matches!(err, Error::Syntax(_)), "{err:?}");
+    assert!(err.to_string().contains("64 levels"), "{err}");
     // 63 nested parentheses and a chain, in every statement with a WHERE.
     let inner = format!("{}offset = 0{}", "(".repeat(63), ")".repeat(63));
     let filter = format!("{inner} AND {}", chain("data.a", " + ", 60));
@@ -150,7 +160,7 @@ fn expressions_at_the_limits_still_run_on_a_small_stack() {
     }
     let items = vec!["0"; 9_998].join(",");
     let text = format!("SELECT * FROM t WHERE offset IN ({items})");
-    assert_eq!(run_small(&t.path, text), Ok(1));
+    assert_eq!(run_small(&t.path, text).unwrap(), 1);
 }
 
 /// A piece of a statement: keywords, operators, operands, or one of them
@@ -226,8 +236,12 @@ fn numbers_above_i64_are_refused_not_clamped() {
         "CREATE TOPIC u MAX LENGTH 9223372036854775808",
         "ALTER TOPIC t SET RETENTION 106751991167301d",
     ] {
-        let err = common::err(&t.db, text);
-        assert!(err.contains("too large"), "{text}: {err}");
+        let err = common::fail(&t.db, text);
+        assert!(
+            matches!(err, Error::InvalidOption { .. } | Error::Syntax(_)),
+            "{text}: {err:?}"
+        );
+        assert!(err.to_string().contains("too large"), "{text}: {err}");
     }
     assert_eq!(common::rows(&t.db, "SHOW TOPICS"), before);
     // Every other duration of the language as well.
@@ -252,8 +266,15 @@ fn numbers_above_i64_are_refused_not_clamped() {
         ack_wait: Some(std::time::Duration::MAX),
         ..Default::default()
     };
-    let err = t.db.create_topic("u", &o).unwrap_err().to_string();
-    assert!(err.contains("ACK WAIT (in ms) is too large"), "{err}");
+    let err = t.db.create_topic("u", &o).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidOption { option, .. } if option == "ACK WAIT"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("ACK WAIT (in ms) is too large"),
+        "{err}"
+    );
     // The largest value that fits still works.
     t.db.execute("CREATE TOPIC u ACK WAIT 9223372036854775807ms")
         .unwrap();
@@ -284,15 +305,25 @@ fn system_source_names_are_refused_as_topic_names() {
         "\"DLQ\"",
     ] {
         for kind in ["TOPIC", "QUEUE"] {
-            let err = common::err(&t.db, &format!("CREATE {kind} {name}"));
-            assert!(err.contains("reserved name"), "{name}: {err}");
+            let err = common::fail(&t.db, &format!("CREATE {kind} {name}"));
+            assert!(
+                matches!(
+                    err,
+                    Error::InvalidName {
+                        problem: NameProblem::Reserved,
+                        ..
+                    }
+                ),
+                "{name}: {err:?}"
+            );
+            assert!(err.to_string().contains("reserved name"), "{name}: {err}");
         }
     }
-    let err =
-        t.db.create_queue("Dlq", &Default::default())
-            .unwrap_err()
-            .to_string();
-    assert!(err.contains("reserved name"), "{err}");
+    let err = t.db.create_queue("Dlq", &Default::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "'Dlq' is a reserved name (DLQ is a system source of SELECT): choose another name"
+    );
     assert_eq!(common::rows(&t.db, "SHOW TOPICS").len(), 1);
     // Names that only contain them stay fine.
     t.db.execute("CREATE TOPIC dlq.orders; CREATE TOPIC my_groups")
@@ -309,7 +340,9 @@ fn too_many_values_are_a_clear_error_without_sql() {
     // Many expressions each under the limit: the statement's total is checked.
     let list = format!("offset IN ({})", vec!["1"; 9_000].join(","));
     let text = format!("SELECT {list}, {list}, {list}, {list} FROM t");
-    let err = common::err(&t.db, &text);
+    let err = common::fail(&t.db, &text);
+    assert!(matches!(err, Error::InvalidStatement(_)), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("statement too large: it needs"), "{err}");
     assert!(!err.contains("mq_"), "{err}");
 }

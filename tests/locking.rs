@@ -217,6 +217,10 @@ fn a_write_on_the_thread_that_holds_a_transaction_fails_at_once() {
     refused(db.execute("BEGIN").map(|_| ()), "BEGIN");
     let e = db.publish("t", Message::new("x")).unwrap_err();
     assert!(
+        matches!(&e, Error::WouldDeadlock { statement } if statement == "PUBLISH"),
+        "{e:?}"
+    );
+    assert!(
         e.to_string()
             .contains("this thread holds an open transaction of this database"),
         "{e}"

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{err, open, rows};
-use mqlite::{ConsumeRequest, Message, NackAction, Value};
+use common::{fail, open, rows};
+use mqlite::{ConsumeRequest, Error, Message, NackAction, TopicKind, Value};
 
 #[test]
 fn fifo_queue_is_drained_by_acks() {
@@ -204,8 +204,12 @@ fn max_length_reject_and_drop_oldest() {
     let db = &t.db;
     db.execute("CREATE QUEUE small MAX LENGTH 2; PUBLISH small 'a', 'b'")
         .unwrap();
-    let e = err(db, "PUBLISH small 'c'");
-    assert!(e.contains("'small' is full"), "{e}");
+    let e = fail(db, "PUBLISH small 'c'");
+    assert!(
+        matches!(&e, Error::TopicFull { topic, max: 2 } if topic == "small"),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("'small' is full"), "{e}");
     db.execute("CREATE QUEUE ring MAX LENGTH 2 OVERFLOW DROP OLDEST; PUBLISH ring 'a', 'b', 'c'")
         .unwrap();
     let left: Vec<_> = rows(db, "SELECT payload FROM ring")
@@ -221,39 +225,57 @@ fn queue_misuse_is_refused() {
     let db = &t.db;
     db.execute("CREATE QUEUE jobs; CREATE TOPIC orders")
         .unwrap();
-    assert!(err(db, "SUBSCRIBE GROUP g TO jobs").contains("is a queue"));
-    assert!(err(db, "CONSUME FROM orders").contains("is a topic"));
+    let wrong_kind = |e: &Error, want_is: TopicKind, want_statement: &str| {
+        matches!(e, Error::WrongKind { is, statement, .. }
+            if *is == want_is && statement == want_statement)
+    };
+    let e = fail(db, "SUBSCRIBE GROUP g TO jobs");
+    assert!(wrong_kind(&e, TopicKind::Queue, "SUBSCRIBE"), "{e:?}");
+    assert!(e.to_string().contains("is a queue"), "{e}");
+    let e = fail(db, "CONSUME FROM orders");
+    assert!(wrong_kind(&e, TopicKind::Topic, "CONSUME"), "{e:?}");
+    assert!(e.to_string().contains("is a topic"), "{e}");
     // The grammar has no PARTITIONS/RETENTION for queues; the library refuses them too.
-    err(db, "CREATE QUEUE q2 PARTITIONS 3");
+    assert!(matches!(
+        fail(db, "CREATE QUEUE q2 PARTITIONS 3"),
+        Error::Syntax(_)
+    ));
     let opts = mqlite::TopicOptions {
         partitions: Some(3),
         ..Default::default()
     };
+    let e = db.create_queue("q2", &opts).unwrap_err();
     assert!(
-        db.create_queue("q2", &opts)
-            .unwrap_err()
-            .to_string()
-            .contains("one partition")
+        matches!(&e, Error::InvalidOption { option, .. } if option == "PARTITIONS"),
+        "{e:?}"
     );
+    assert!(e.to_string().contains("one partition"), "{e}");
     let opts = mqlite::TopicOptions {
         retention: Some(mqlite::Retention::Age(Duration::from_secs(60))),
         ..Default::default()
     };
+    let e = db.create_queue("q3", &opts).unwrap_err();
     assert!(
-        db.create_queue("q3", &opts)
-            .unwrap_err()
-            .to_string()
-            .contains("UNTIL CONSUMED")
+        matches!(&e, Error::InvalidOption { option, .. } if option == "RETENTION"),
+        "{e:?}"
     );
-    assert!(err(db, "DROP TOPIC jobs").contains("is a queue"));
-    assert!(err(db, "CONSUME 0 FROM jobs").contains("at least 1"));
+    assert!(e.to_string().contains("UNTIL CONSUMED"), "{e}");
+    let e = fail(db, "DROP TOPIC jobs");
+    assert!(wrong_kind(&e, TopicKind::Queue, "DROP"), "{e:?}");
+    assert_eq!(
+        e.to_string(),
+        "'jobs' is a queue, not a topic: use DROP QUEUE"
+    );
+    let e = fail(db, "CONSUME 0 FROM jobs");
+    assert!(matches!(e, Error::Syntax(_)), "{e:?}");
+    assert!(e.to_string().contains("at least 1"), "{e}");
     let big = ConsumeRequest::queue("jobs").max(mqlite::MAX_CONSUME + 1);
+    let e = db.consume(&big).unwrap_err();
     assert!(
-        db.consume(&big)
-            .unwrap_err()
-            .to_string()
-            .contains("between 1 and")
+        matches!(&e, Error::InvalidOption { option, .. } if option == "CONSUME"),
+        "{e:?}"
     );
+    assert!(e.to_string().contains("between 1 and"), "{e}");
 }
 
 #[test]
@@ -284,8 +306,8 @@ fn a_batch_that_fails_halfway_stores_nothing() {
     let db = &t.db;
     db.execute("CREATE QUEUE small MAX LENGTH 2").unwrap();
     // The third message finds the queue full after two were written.
-    let e = err(db, "PUBLISH small 'a', 'b', 'c'");
-    assert!(e.contains("is full"), "{e}");
+    let e = fail(db, "PUBLISH small 'a', 'b', 'c'");
+    assert!(matches!(e, Error::TopicFull { .. }), "{e:?}");
     assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM small")[0]["n"], 0);
     assert_eq!(rows(db, "SHOW QUEUES")[0]["messages"], 0);
     assert_eq!(

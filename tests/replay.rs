@@ -6,8 +6,8 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{err, open, rows};
-use mqlite::{ConsumeRequest, Message};
+use common::{fail, open, rows};
+use mqlite::{ConsumeRequest, Error, FileProblem, Message};
 use serde_json::json;
 
 fn payloads(db: &mqlite::Database, req: ConsumeRequest) -> Vec<String> {
@@ -59,20 +59,35 @@ fn replay_moves_a_group_and_only_that_group() {
     db.execute("REPLAY ev GROUP a FROM BEGINNING").unwrap();
     let d = db.consume(&ConsumeRequest::topic("ev", "a")).unwrap();
     db.execute("REPLAY ev GROUP a FROM BEGINNING").unwrap();
-    assert!(err(db, &format!("ACK {}", d[0].id)).contains("unknown"));
+    assert!(matches!(
+        fail(db, &format!("ACK {}", d[0].id)),
+        Error::UnknownDelivery(id) if id == d[0].id
+    ));
 
     assert_eq!(
         payloads(db, ConsumeRequest::topic("ev", "b")).len(),
         5,
         "b untouched"
     );
-    assert!(err(db, "REPLAY ev GROUP nope FROM BEGINNING").contains("group 'nope' does not exist"));
-    assert!(err(db, "REPLAY nope GROUP a FROM BEGINNING").contains("topic 'nope' does not exist"));
+    assert!(matches!(
+        fail(db, "REPLAY ev GROUP nope FROM BEGINNING"),
+        Error::GroupNotFound(g) if g == "nope"
+    ));
+    assert!(matches!(
+        fail(db, "REPLAY nope GROUP a FROM BEGINNING"),
+        Error::TopicNotFound(t) if t == "nope"
+    ));
+    let e = fail(db, "REPLAY ev GROUP a FROM OFFSET 0 PARTITION 7");
     assert!(
-        err(db, "REPLAY ev GROUP a FROM OFFSET 0 PARTITION 7")
-            .contains("partition 7 does not exist")
+        matches!(
+            &e,
+            Error::PartitionOutOfRange { topic, partition: 7, statement, .. }
+                if topic == "ev" && statement == "REPLAY"
+        ),
+        "{e:?}"
     );
-    assert!(err(db, "REPLAY ev GROUP a").contains("syntax error"));
+    assert!(e.to_string().contains("partition 7 does not exist"), "{e}");
+    assert!(matches!(fail(db, "REPLAY ev GROUP a"), Error::Syntax(_)));
 }
 
 #[test]
@@ -106,7 +121,7 @@ fn tail_follows_new_messages_until_interrupted() {
         .unwrap();
     publisher.join().unwrap();
     assert_eq!(seen, ["{\"level\": \"error\", \"msg\": \"disk\"}"]);
-    assert!(err(&db, "TAIL nope").contains("topic 'nope' does not exist"));
+    assert!(matches!(fail(&db, "TAIL nope"), Error::TopicNotFound(t) if t == "nope"));
 }
 
 #[test]
@@ -127,10 +142,12 @@ fn export_then_import_round_trips_messages() {
         ),
         [json!({"exported": 2})]
     );
+    let e = fail(db, &format!("EXPORT orders TO '{f}'"));
     assert!(
-        err(db, &format!("EXPORT orders TO '{f}'")).contains("exists: add OVERWRITE"),
-        "an existing file is refused"
+        matches!(&e, Error::OutputFile { path, problem: FileProblem::Exists } if path == &file),
+        "an existing file is refused: {e:?}"
     );
+    assert!(e.to_string().contains("exists: add OVERWRITE"), "{e}");
     assert_eq!(std::fs::read_to_string(&file).unwrap().lines().count(), 2);
     assert_eq!(
         rows(db, &format!("EXPORT orders TO '{f}' OVERWRITE")),
@@ -146,15 +163,27 @@ fn export_then_import_round_trips_messages() {
     assert_eq!(a, b);
 
     std::fs::write(&file, "{\"payload\": \"ok\"}\nnot json\n").unwrap();
-    let e = err(db, &format!("IMPORT '{f}' INTO copy"));
-    assert!(e.contains("line 2"), "{e}");
+    let e = fail(db, &format!("IMPORT '{f}' INTO copy"));
+    assert!(
+        matches!(&e, Error::ImportLine { path, line: 2, reason } if path == &file && reason.starts_with("not JSON")),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("line 2"), "{e}");
     assert_eq!(
         rows(db, "SELECT COUNT(*) AS n FROM copy")[0]["n"],
         3,
         "all or nothing"
     );
-    assert!(err(db, "IMPORT '/nonexistent/x.jsonl' INTO copy").contains("cannot read"));
-    assert!(err(db, "EXPORT nope TO '/tmp/x.jsonl'").contains("topic 'nope' does not exist"));
+    let e = fail(db, "IMPORT '/nonexistent/x.jsonl' INTO copy");
+    assert!(
+        matches!(&e, Error::ImportFile { source, .. } if source.kind() == std::io::ErrorKind::NotFound),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("cannot read"), "{e}");
+    assert!(matches!(
+        fail(db, "EXPORT nope TO '/tmp/x.jsonl'"),
+        Error::TopicNotFound(t) if t == "nope"
+    ));
 }
 
 #[test]
@@ -182,8 +211,18 @@ fn export_never_writes_the_database_or_its_files() {
     }
     for target in &targets {
         for overwrite in ["", " OVERWRITE"] {
-            let e = err(db, &format!("EXPORT t TO '{target}'{overwrite}"));
-            assert!(e.contains("database file"), "{target}{overwrite}: {e}");
+            let e = fail(db, &format!("EXPORT t TO '{target}'{overwrite}"));
+            assert!(
+                matches!(
+                    e,
+                    Error::OutputFile {
+                        problem: FileProblem::DatabaseFile,
+                        ..
+                    }
+                ),
+                "{target}{overwrite}: {e:?}"
+            );
+            assert!(e.to_string().contains("database file"), "{e}");
         }
     }
     assert!(!dir.join(format!("{name}-journal")).exists());
@@ -212,7 +251,10 @@ fn export_files_are_private_and_a_failed_overwrite_keeps_the_old_file() {
     assert_eq!(mode, 0o600);
     // A failing EXPORT (no such topic) leaves the old file and no temporary one.
     let before = std::fs::read(&file).unwrap();
-    err(db, &format!("EXPORT nope TO '{f}' OVERWRITE"));
+    assert!(matches!(
+        fail(db, &format!("EXPORT nope TO '{f}' OVERWRITE")),
+        Error::TopicNotFound(_)
+    ));
     assert_eq!(std::fs::read(&file).unwrap(), before);
     let names: Vec<_> = std::fs::read_dir(t.dir.path())
         .unwrap()
@@ -228,8 +270,12 @@ fn import_reads_in_bounded_memory_and_stays_all_or_nothing() {
     let db = &t.db;
     db.execute("CREATE TOPIC copy").unwrap();
     // An endless line is refused at the line limit instead of filling memory.
-    let e = err(db, "IMPORT '/dev/zero' INTO copy");
-    assert!(e.contains("line 1") && e.contains("longer than"), "{e}");
+    let e = fail(db, "IMPORT '/dev/zero' INTO copy");
+    assert!(
+        matches!(&e, Error::ImportLine { line: 1, reason, .. } if reason.contains("longer than")),
+        "{e:?}"
+    );
+    assert!(e.to_string().starts_with("/dev/zero line 1: "), "{e}");
     // Several chunks of lines, the last one bad: nothing is imported.
     let file = t.dir.path().join("in.jsonl");
     let mut text: String = (0..2500)
@@ -238,8 +284,8 @@ fn import_reads_in_bounded_memory_and_stays_all_or_nothing() {
     text.push_str("{\"key\": 5, \"payload\": \"x\"}\n");
     std::fs::write(&file, &text).unwrap();
     let f = file.to_str().unwrap();
-    let e = err(db, &format!("IMPORT '{f}' INTO copy"));
-    assert!(e.contains("line 2501"), "{e}");
+    let e = fail(db, &format!("IMPORT '{f}' INTO copy"));
+    assert!(matches!(e, Error::ImportLine { line: 2501, .. }), "{e:?}");
     assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM copy")[0]["n"], 0);
     // Without the bad line, every chunk lands, in order.
     text.truncate(text.rfind("{\"key\"").unwrap());

@@ -4,13 +4,35 @@
 
 mod common;
 
-use common::{err, open, rows, snapshot};
+use common::{fail, open, rows, snapshot};
+use mqlite::Error;
 use serde_json::json;
 
-/// Asserts that `sql` fails with an error containing `want` and leaves the database as it was.
-fn refused(db: &mqlite::Database, sql: &str, want: &str) {
+/// Asserts that `sql` fails with an error matching `pattern` whose message
+/// contains `want`, and leaves the database as it was.
+macro_rules! refused {
+    ($db:expr, $sql:expr, $pattern:pat, $want:expr $(,)?) => {
+        refused_as(
+            $db,
+            $sql,
+            |e| matches!(e, $pattern),
+            stringify!($pattern),
+            $want,
+        )
+    };
+}
+
+fn refused_as(
+    db: &mqlite::Database,
+    sql: &str,
+    is: impl Fn(&Error) -> bool,
+    pattern: &str,
+    want: &str,
+) {
     let before = snapshot(db);
-    let e = err(db, sql);
+    let e = fail(db, sql);
+    assert!(is(&e), "{sql}: {e:?} is not {pattern}");
+    let e = e.to_string();
     assert!(
         e.contains(want),
         "{sql}: error {e:?} does not mention {want:?}"
@@ -56,42 +78,68 @@ fn create() {
     );
     db.execute("CREATE TOPIC sized RETENTION 10MB; CREATE QUEUE IF NOT EXISTS jobs")
         .unwrap();
-    refused(db, "CREATE TOPIC orders", "topic 'orders' already exists");
-    refused(db, "CREATE QUEUE orders", "already exists");
-    refused(
+    refused!(
+        db,
+        "CREATE TOPIC orders",
+        Error::TopicExists(_),
+        "topic 'orders' already exists",
+    );
+    refused!(
+        db,
+        "CREATE QUEUE orders",
+        Error::TopicExists(_),
+        "already exists",
+    );
+    refused!(
         db,
         "CREATE TOPIC t2 PARTITIONS 0",
+        Error::Syntax(_),
         "PARTITIONS must be at least 1",
     );
-    refused(
+    refused!(
         db,
         "CREATE TOPIC t2 PARTITIONS 5000",
+        Error::InvalidOption { .. },
         "PARTITIONS must be between 1 and 1024",
     );
-    refused(
+    refused!(
         db,
         "CREATE TOPIC t2 PARTITIONS 2 PARTITIONS 3",
+        Error::Syntax(_),
         "PARTITIONS given twice",
     );
-    refused(
+    refused!(
         db,
         "CREATE TOPIC t2 MAX DELIVERIES 0",
+        Error::InvalidOption { .. },
         "MAX DELIVERIES must be at least 1",
     );
-    refused(
+    refused!(
         db,
         "CREATE TOPIC t2 RETENTION 0 MESSAGES",
+        Error::InvalidOption { .. },
         "at least 1 message",
     );
-    refused(
+    refused!(
         db,
         "CREATE TOPIC t2 ACK WAIT 0s",
+        Error::InvalidOption { .. },
         "ACK WAIT must be longer than 0",
     );
-    refused(db, "CREATE TOPIC", "syntax error");
-    refused(db, "CREATE TOPIK t2", "syntax error");
-    refused(db, "CREATE TOPIC t2 RETENTION forever-ish", "syntax error");
-    refused(db, "CREATE QUEUE g", "a group named 'g' already exists");
+    refused!(db, "CREATE TOPIC", Error::Syntax(_), "syntax error",);
+    refused!(db, "CREATE TOPIK t2", Error::Syntax(_), "syntax error",);
+    refused!(
+        db,
+        "CREATE TOPIC t2 RETENTION forever-ish",
+        Error::Syntax(_),
+        "syntax error",
+    );
+    refused!(
+        db,
+        "CREATE QUEUE g",
+        Error::NameTaken { .. },
+        "a group named 'g' already exists",
+    );
 }
 
 #[test]
@@ -113,21 +161,34 @@ fn alter() {
     let got = rows(db, "CONSUME 10 FROM orders GROUP g");
     assert!(got.iter().any(|r| r["payload"] == "p2"));
     db.execute("ALTER QUEUE jobs SET ACK WAIT 5s").unwrap();
-    refused(
+    refused!(
         db,
         "ALTER TOPIC nope SET PARTITIONS 2",
+        Error::TopicNotFound(_),
         "topic 'nope' does not exist",
     );
-    refused(db, "ALTER TOPIC orders SET PARTITIONS 1", "can only grow");
-    refused(
+    refused!(
+        db,
+        "ALTER TOPIC orders SET PARTITIONS 1",
+        Error::InvalidOption { .. },
+        "can only grow",
+    );
+    refused!(
         db,
         "ALTER TOPIC jobs SET MAX LENGTH 5",
+        Error::WrongKind { .. },
         "is a queue, not a topic",
     );
-    refused(db, "ALTER TOPIC orders SET", "syntax error");
-    refused(
+    refused!(
+        db,
+        "ALTER TOPIC orders SET",
+        Error::Syntax(_),
+        "syntax error",
+    );
+    refused!(
         db,
         "ALTER TOPIC orders SET MAX LENGTH 0",
+        Error::InvalidOption { .. },
         "MAX LENGTH must be at least 1",
     );
 }
@@ -136,9 +197,19 @@ fn alter() {
 fn drop() {
     let t = setup();
     let db = &t.db;
-    refused(db, "DROP TOPIC nope", "topic 'nope' does not exist");
-    refused(db, "DROP QUEUE orders", "is a topic, not a queue");
-    refused(db, "DROP orders", "syntax error");
+    refused!(
+        db,
+        "DROP TOPIC nope",
+        Error::TopicNotFound(_),
+        "topic 'nope' does not exist",
+    );
+    refused!(
+        db,
+        "DROP QUEUE orders",
+        Error::WrongKind { .. },
+        "is a topic, not a queue",
+    );
+    refused!(db, "DROP orders", Error::Syntax(_), "syntax error",);
     db.execute("DROP TOPIC IF EXISTS nope; DROP TOPIC orders; DROP QUEUE jobs")
         .unwrap();
     assert!(rows(db, "SHOW TOPICS").is_empty());
@@ -179,9 +250,19 @@ fn show_and_describe() {
     assert_eq!(get("partitions"), Some(json!(2)));
     assert_eq!(get("ack_wait"), Some(json!("1m")));
     assert_eq!(get("max_deliveries"), Some(json!(3)));
-    refused(db, "DESCRIBE nope", "topic 'nope' does not exist");
-    refused(db, "SHOW GROUPS ON nope", "topic 'nope' does not exist");
-    refused(db, "SHOW TABLES", "syntax error");
+    refused!(
+        db,
+        "DESCRIBE nope",
+        Error::TopicNotFound(_),
+        "topic 'nope' does not exist",
+    );
+    refused!(
+        db,
+        "SHOW GROUPS ON nope",
+        Error::TopicNotFound(_),
+        "topic 'nope' does not exist",
+    );
+    refused!(db, "SHOW TABLES", Error::Syntax(_), "syntax error",);
 }
 
 #[test]
@@ -202,21 +283,38 @@ fn publish() {
         "SELECT headers, payload FROM orders WHERE payload = '{\"c\": [1, 2]}'",
     );
     assert_eq!(last[0]["headers"], json!({"source": "web"}));
-    refused(db, "PUBLISH nope 'x'", "topic 'nope' does not exist");
-    refused(db, "PUBLISH orders", "syntax error");
-    refused(db, "PUBLISH orders 'unterminated", "syntax error");
-    refused(db, "PUBLISH orders {\"bad\": }", "JSON");
-    refused(
+    refused!(
+        db,
+        "PUBLISH nope 'x'",
+        Error::TopicNotFound(_),
+        "topic 'nope' does not exist",
+    );
+    refused!(db, "PUBLISH orders", Error::Syntax(_), "syntax error",);
+    refused!(
+        db,
+        "PUBLISH orders 'unterminated",
+        Error::Syntax(_),
+        "syntax error",
+    );
+    refused!(db, "PUBLISH orders {\"bad\": }", Error::Syntax(_), "JSON",);
+    refused!(
         db,
         "PUBLISH orders PARTITION 9 'x'",
+        Error::PartitionOutOfRange { .. },
         "partition 9 does not exist",
     );
-    refused(
+    refused!(
         db,
         "PUBLISH orders HEADERS (a = '1', a = '2') 'x'",
+        Error::InvalidStatement(_),
         "header 'a' is given twice",
     );
-    refused(db, "PUBLISH orders PARTITION -1 'x'", "syntax error");
+    refused!(
+        db,
+        "PUBLISH orders PARTITION -1 'x'",
+        Error::Syntax(_),
+        "syntax error",
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let small = mqlite::Database::builder(dir.path().join("s.db"))
@@ -224,15 +322,17 @@ fn publish() {
         .open()
         .unwrap();
     small.execute("CREATE QUEUE q").unwrap();
-    refused(
+    refused!(
         &small,
         "PUBLISH q 'this payload is longer than sixteen bytes'",
+        Error::PayloadTooLarge { .. },
         "over the limit of 16 bytes",
     );
     // A batch with one bad payload stores none of them.
-    refused(
+    refused!(
         &small,
         "PUBLISH q 'ok', 'this payload is longer than sixteen bytes'",
+        Error::PayloadTooLarge { .. },
         "over the limit",
     );
 }
@@ -244,23 +344,60 @@ fn subscribe_and_unsubscribe() {
     db.execute("SUBSCRIBE GROUP h TO orders, 'audit.*' FROM OFFSET 1 ORDERED MAX DELIVERIES 2 ACK WAIT 10s").unwrap();
     let g = rows(db, "SELECT * FROM GROUPS WHERE group = 'h'");
     assert_eq!(g[0]["ordered"], true);
-    refused(
+    refused!(
         db,
         "SUBSCRIBE GROUP h2 TO nope",
+        Error::TopicNotFound(_),
         "topic 'nope' does not exist",
     );
-    refused(db, "SUBSCRIBE GROUP h2 TO 'a..b'", "empty word");
-    refused(db, "SUBSCRIBE GROUP h2 TO jobs", "is a queue");
-    refused(db, "SUBSCRIBE GROUP jobs TO orders", "implicit group");
-    refused(db, "SUBSCRIBE GROUP h2 orders", "syntax error");
-    refused(
+    refused!(
         db,
-        "SUBSCRIBE GROUP h2 TO orders FROM TIMESTAMP 'yesterday'",
+        "SUBSCRIBE GROUP h2 TO 'a..b'",
+        Error::InvalidPattern { .. },
+        "empty word",
+    );
+    refused!(
+        db,
+        "SUBSCRIBE GROUP h2 TO jobs",
+        Error::WrongKind { .. },
+        "is a queue",
+    );
+    refused!(
+        db,
+        "SUBSCRIBE GROUP jobs TO orders",
+        Error::ImplicitGroup { .. },
+        "implicit group",
+    );
+    refused!(
+        db,
+        "SUBSCRIBE GROUP h2 orders",
+        Error::Syntax(_),
         "syntax error",
     );
-    refused(db, "UNSUBSCRIBE GROUP nope", "group 'nope' does not exist");
-    refused(db, "UNSUBSCRIBE GROUP h FROM nope", "not subscribed");
-    refused(db, "UNSUBSCRIBE GROUP jobs", "implicit group of a queue");
+    refused!(
+        db,
+        "SUBSCRIBE GROUP h2 TO orders FROM TIMESTAMP 'yesterday'",
+        Error::Syntax(_),
+        "syntax error",
+    );
+    refused!(
+        db,
+        "UNSUBSCRIBE GROUP nope",
+        Error::GroupNotFound(_),
+        "group 'nope' does not exist",
+    );
+    refused!(
+        db,
+        "UNSUBSCRIBE GROUP h FROM nope",
+        Error::NotSubscribed { .. },
+        "not subscribed",
+    );
+    refused!(
+        db,
+        "UNSUBSCRIBE GROUP jobs",
+        Error::ImplicitGroup { .. },
+        "implicit group of a queue",
+    );
     db.execute("UNSUBSCRIBE GROUP h FROM 'audit.*'; UNSUBSCRIBE GROUP h")
         .unwrap();
     assert!(rows(db, "SELECT * FROM GROUPS WHERE group = 'h'").is_empty());
@@ -283,26 +420,63 @@ fn consume_ack_nack() {
         rows(db, "SELECT reason FROM DLQ")[0]["reason"],
         "cannot parse"
     );
-    refused(
+    refused!(
         db,
         "CONSUME FROM nope GROUP g",
+        Error::TopicNotFound(_),
         "topic 'nope' does not exist",
     );
-    refused(
+    refused!(
         db,
         "CONSUME FROM orders GROUP nope",
+        Error::GroupNotFound(_),
         "group 'nope' does not exist",
     );
-    refused(db, "CONSUME FROM GROUP nope", "group 'nope' does not exist");
-    refused(db, "CONSUME FROM orders", "is a topic");
-    refused(db, "CONSUME ten FROM orders", "syntax error");
-    refused(db, "CONSUME FROM orders GROUP g WAIT soon", "syntax error");
-    refused(db, "ACK 123456", "delivery 123456 is unknown");
-    refused(db, &format!("ACK {}", ids[0]), "is unknown");
-    refused(db, "ACK", "syntax error");
-    refused(db, "ACK abc", "syntax error");
-    refused(db, "NACK 123456 DEAD", "delivery 123456 is unknown");
-    refused(db, "NACK 1 LATER", "syntax error");
+    refused!(
+        db,
+        "CONSUME FROM GROUP nope",
+        Error::GroupNotFound(_),
+        "group 'nope' does not exist",
+    );
+    refused!(
+        db,
+        "CONSUME FROM orders",
+        Error::WrongKind { .. },
+        "is a topic",
+    );
+    refused!(
+        db,
+        "CONSUME ten FROM orders",
+        Error::Syntax(_),
+        "syntax error",
+    );
+    refused!(
+        db,
+        "CONSUME FROM orders GROUP g WAIT soon",
+        Error::Syntax(_),
+        "syntax error",
+    );
+    refused!(
+        db,
+        "ACK 123456",
+        Error::UnknownDelivery(_),
+        "delivery 123456 is unknown",
+    );
+    refused!(
+        db,
+        &format!("ACK {}", ids[0]),
+        Error::UnknownDelivery(_),
+        "is unknown",
+    );
+    refused!(db, "ACK", Error::Syntax(_), "syntax error",);
+    refused!(db, "ACK abc", Error::Syntax(_), "syntax error",);
+    refused!(
+        db,
+        "NACK 123456 DEAD",
+        Error::UnknownDelivery(_),
+        "delivery 123456 is unknown",
+    );
+    refused!(db, "NACK 1 LATER", Error::Syntax(_), "syntax error",);
 }
 
 #[test]
@@ -360,25 +534,43 @@ fn select() {
         rows(db, "SELECT lag FROM GROUPS WHERE group = 'g'")[0]["lag"],
         3
     );
-    refused(db, "SELECT * FROM nope", "topic 'nope' does not exist");
-    refused(
+    refused!(
+        db,
+        "SELECT * FROM nope",
+        Error::TopicNotFound(_),
+        "topic 'nope' does not exist",
+    );
+    refused!(
         db,
         "SELECT foo FROM TOPICS",
+        Error::InvalidStatement(_),
         "unknown column 'foo' in TOPICS",
     );
-    refused(
+    refused!(
         db,
         "SELECT * FROM orders WHERE COUNT(*) > 1",
+        Error::InvalidStatement(_),
         "not allowed in WHERE",
     );
-    refused(db, "SELECT SUM(*) FROM orders", "syntax error");
-    refused(db, "SELECT FROM orders", "syntax error");
-    refused(
+    refused!(
+        db,
+        "SELECT SUM(*) FROM orders",
+        Error::Syntax(_),
+        "syntax error",
+    );
+    refused!(db, "SELECT FROM orders", Error::Syntax(_), "syntax error",);
+    refused!(
         db,
         "SELECT * FROM orders WHERE timestamp > 'noon'",
+        Error::InvalidStatement(_),
         "is not a timestamp",
     );
-    refused(db, "SELECT * FROM orders LIMIT -1", "syntax error");
+    refused!(
+        db,
+        "SELECT * FROM orders LIMIT -1",
+        Error::Syntax(_),
+        "syntax error",
+    );
 }
 
 #[test]
@@ -394,19 +586,27 @@ fn purge_and_check() {
         "offsets are never reused"
     );
     assert_eq!(rows(db, "CHECK"), [json!({"result": "ok"})]);
-    refused(db, "PURGE nope", "topic 'nope' does not exist");
+    refused!(
+        db,
+        "PURGE nope",
+        Error::TopicNotFound(_),
+        "topic 'nope' does not exist",
+    );
 }
 
 #[test]
 fn a_failed_statement_in_a_script_stops_it_and_earlier_ones_stand() {
     let t = setup();
     let db = &t.db;
-    let e = err(db, "PUBLISH jobs 'j2'; PUBLISH nope 'x'; PUBLISH jobs 'j3'");
-    assert!(e.contains("'nope'"));
+    let e = fail(db, "PUBLISH jobs 'j2'; PUBLISH nope 'x'; PUBLISH jobs 'j3'");
+    assert!(
+        matches!(&e, Error::TopicNotFound(t) if t == "nope"),
+        "{e:?}"
+    );
     assert_eq!(rows(db, "SELECT COUNT(*) AS c FROM jobs")[0]["c"], 2);
     // A syntax error anywhere runs nothing.
-    let e = err(db, "PUBLISH jobs 'j4'; PUBLISH jobs oops oops");
-    assert!(e.contains("syntax error"), "{e}");
+    let e = fail(db, "PUBLISH jobs 'j4'; PUBLISH jobs oops oops");
+    assert!(matches!(e, Error::Syntax(_)), "{e:?}");
     assert_eq!(rows(db, "SELECT COUNT(*) AS c FROM jobs")[0]["c"], 2);
 }
 
@@ -439,6 +639,11 @@ fn bench_runs_on_a_scratch_topic_and_drops_it() {
     assert_eq!(r[0]["messages"], 50);
     assert_eq!(r[0]["size"], 64);
     assert_eq!(snapshot(db), before, "the scratch topics are gone");
-    refused(db, "BENCH MESSAGES 0", "MESSAGES");
-    refused(db, "BENCH nothing", "syntax error");
+    refused!(
+        db,
+        "BENCH MESSAGES 0",
+        Error::InvalidOption { .. },
+        "MESSAGES",
+    );
+    refused!(db, "BENCH nothing", Error::Syntax(_), "syntax error",);
 }

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{err, open, rows};
+use common::{fail, open, rows};
 use mqlite::{ConsumeRequest, Error, Message, Subscription, rusqlite};
 use serde_json::json;
 
@@ -180,16 +180,18 @@ fn the_language_has_begin_commit_rollback() {
     run(&mut s, "PUBLISH invoice.created 'inv-1'").unwrap();
     let id = d.get(0, "delivery").unwrap().to_string();
     run(&mut s, &format!("ACK {id}")).unwrap();
+    let e = run(&mut s, "BEGIN").unwrap_err();
+    assert!(matches!(e, Error::Transaction(_)), "{e:?}");
+    assert!(e.to_string().contains("already open"), "{e}");
+    let e = run(&mut s, "CONSUME FROM order.placed GROUP billing WAIT 1s").unwrap_err();
     assert!(
-        run(&mut s, "BEGIN")
-            .unwrap_err()
-            .to_string()
-            .contains("already open")
+        matches!(&e, Error::NotAllowedInTransaction { statement } if statement == "CONSUME ... WAIT"),
+        "{e:?}"
     );
-    assert!(matches!(
-        run(&mut s, "CONSUME FROM order.placed GROUP billing WAIT 1s"),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert_eq!(
+        e.to_string(),
+        "CONSUME ... WAIT is not allowed inside a transaction: it would hold the write lock while waiting"
+    );
     // Another handle does not see uncommitted work.
     assert_eq!(
         rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
@@ -206,15 +208,23 @@ fn the_language_has_begin_commit_rollback() {
         1
     );
 
-    assert!(err(db, "COMMIT").contains("no open transaction"));
-    assert!(err(db, "ROLLBACK").contains("no open transaction"));
-    assert!(err(db, "BEGIN; PUBLISH invoice.created 'y'").contains("rolled back"));
+    for sql in ["COMMIT", "ROLLBACK"] {
+        let e = fail(db, sql);
+        assert!(matches!(e, Error::Transaction(_)), "{e:?}");
+        assert!(e.to_string().contains("no open transaction"), "{e}");
+    }
+    let e = fail(db, "BEGIN; PUBLISH invoice.created 'y'");
+    assert!(matches!(e, Error::Transaction(_)), "{e:?}");
+    assert!(e.to_string().contains("rolled back"), "{e}");
     assert_eq!(
         rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
         1
     );
     // A fenced ACK inside BEGIN: the script fails and nothing of it stays.
-    assert!(err(db, "BEGIN; PUBLISH invoice.created 'z'; ACK 999999; COMMIT").contains("unknown"));
+    assert!(matches!(
+        fail(db, "BEGIN; PUBLISH invoice.created 'z'; ACK 999999; COMMIT"),
+        Error::UnknownDelivery(999_999)
+    ));
     assert_eq!(
         rows(db, "SELECT COUNT(*) AS n FROM invoice.created")[0]["n"],
         1
@@ -283,8 +293,15 @@ fn dedup_window_and_its_expiry() {
     let c = rows(db, "PUBLISH pay DEDUP 'pay-1' 'charge 10 next day'");
     assert_eq!(c[0]["duplicate"], false, "the window has passed");
     assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM pay")[0]["n"], 3);
-    assert!(err(db, "PUBLISH pay DEDUP 'd' 'a', 'b'").contains("DEDUP names one message"));
-    assert!(err(db, "PUBLISH pay DEDUP '' 'a'").contains("must not be empty"));
+    let e = fail(db, "PUBLISH pay DEDUP 'd' 'a', 'b'");
+    assert!(matches!(e, Error::InvalidStatement(_)), "{e:?}");
+    assert!(e.to_string().contains("DEDUP names one message"), "{e}");
+    let e = fail(db, "PUBLISH pay DEDUP '' 'a'");
+    assert!(
+        matches!(&e, Error::EmptyValue { what } if what == "dedup id"),
+        "{e:?}"
+    );
+    assert_eq!(e.to_string(), "a dedup id must not be empty");
 }
 
 #[test]
@@ -350,18 +367,25 @@ fn explicit_offset_commit_inside_a_transaction() {
     assert_eq!(d.len(), 2);
     let mut tx = db.transaction().unwrap();
     tx.commit_offset("reader", "ev", 0, 4).unwrap();
+    let e = tx.commit_offset("reader", "ev", 0, 99).unwrap_err();
     assert!(
-        tx.commit_offset("reader", "ev", 0, 99)
-            .unwrap_err()
-            .to_string()
-            .contains("past the end")
+        matches!(&e, Error::PastEnd { topic, partition: 0, offset: 99, next: 6 } if topic == "ev"),
+        "{e:?}"
     );
+    assert!(e.to_string().contains("past the end"), "{e}");
+    let e = tx.commit_offset("reader", "ev", 5, 0).unwrap_err();
     assert!(
-        tx.commit_offset("reader", "ev", 5, 0)
-            .unwrap_err()
-            .to_string()
-            .contains("partition 5")
+        matches!(
+            e,
+            Error::PartitionOutOfRange {
+                partition: 5,
+                partitions: 2,
+                ..
+            }
+        ),
+        "{e:?}"
     );
+    assert_eq!(e.to_string(), "partition 5 does not exist in 'ev'");
     tx.commit().unwrap();
     let rest: Vec<String> = db
         .consume(&ConsumeRequest::topic("ev", "reader").max(10))

@@ -107,7 +107,8 @@ impl Database {
     /// existed and `if_not_exists` is set.
     ///
     /// # Errors
-    /// `TopicExists`, `InvalidArgument` for bad options.
+    /// `TopicExists`; `InvalidName`; `InvalidOption` for bad options;
+    /// `NameTaken` for a queue named like an existing group.
     pub fn create(
         &self,
         kind: TopicKind,
@@ -141,7 +142,7 @@ impl Database {
     /// Changes options of a topic or queue.
     ///
     /// # Errors
-    /// `TopicNotFound`, `InvalidArgument`.
+    /// `TopicNotFound`, `WrongKind`, `InvalidOption`.
     pub fn alter(&self, kind: TopicKind, name: &str, options: &TopicOptions) -> Result<()> {
         self.write("ALTER", |c| catalog::alter(c, kind, name, options))
     }
@@ -150,7 +151,7 @@ impl Database {
     /// missing and `if_exists` is set.
     ///
     /// # Errors
-    /// `TopicNotFound`.
+    /// `TopicNotFound`, `WrongKind`.
     pub fn drop_topic(&self, kind: TopicKind, name: &str, if_exists: bool) -> Result<bool> {
         self.write("DROP", |c| catalog::drop(c, kind, name, if_exists))
     }
@@ -209,12 +210,19 @@ impl Database {
     /// Publishes one message; returns where it was stored.
     ///
     /// # Errors
-    /// `TopicNotFound`, `PayloadTooLarge`, `TopicFull`, `InvalidArgument`
-    /// (partition out of range), `CommitAmbiguous`.
+    /// `TopicNotFound`, `PayloadTooLarge`, `TopicFull`,
+    /// `PartitionOutOfRange`, `EmptyValue` (an empty header name or dedup
+    /// id), `CommitAmbiguous`.
     pub fn publish(&self, topic: &str, message: Message) -> Result<Published> {
-        let mut v = self.publish_batch(topic, vec![message])?;
-        v.pop()
-            .ok_or_else(|| Error::invalid("nothing was published"))
+        self.check_disk_reserve("PUBLISH")?;
+        let max = self.max_payload();
+        let topic = topic.to_string();
+        let db = self.clone();
+        self.write_grouped("PUBLISH", false, move |c| {
+            let mut topics = db.topic_defs();
+            let t = topics.get(c, &topic)?;
+            publish::append_one(c, t, &message, max)
+        })
     }
 
     /// Publishes several messages in one transaction: all or none.
@@ -271,7 +279,9 @@ impl Database {
     /// Subscribes a group (created if new) to topics and patterns.
     ///
     /// # Errors
-    /// `TopicNotFound` for a named topic, `InvalidArgument`.
+    /// `TopicNotFound` for a named topic; `WrongKind` for a queue;
+    /// `InvalidName`, `InvalidPattern`, `InvalidOption`, `Incomplete`
+    /// (no target); `ImplicitGroup`/`NameTaken` for a queue's group name.
     pub fn subscribe(&self, group: &str, subscription: &Subscription) -> Result<()> {
         self.write("SUBSCRIBE", |c| {
             group::subscribe(c, c.now, group, subscription)
@@ -281,7 +291,7 @@ impl Database {
     /// Removes one topic or pattern from a group, or (None) the whole group.
     ///
     /// # Errors
-    /// `GroupNotFound`, `NotSubscribed`.
+    /// `GroupNotFound`, `NotSubscribed`, `ImplicitGroup` for a queue's group.
     pub fn unsubscribe(&self, group: &str, from: Option<&str>) -> Result<()> {
         self.write("UNSUBSCRIBE", |c| group::unsubscribe(c, group, from))
     }
@@ -289,7 +299,8 @@ impl Database {
     /// Acknowledges deliveries: all or none.
     ///
     /// # Errors
-    /// `UnknownDelivery`, `StaleDelivery` (the lease expired and the message was redelivered).
+    /// `UnknownDelivery`, `StaleDelivery` (the lease expired and the message was redelivered),
+    /// `DuplicateDelivery`.
     pub fn ack(&self, ids: &[u64]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
@@ -313,7 +324,8 @@ impl Database {
     /// past the new position are dropped and delivered again from the log.
     ///
     /// # Errors
-    /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`, `InvalidArgument`.
+    /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`,
+    /// `PartitionOutOfRange`.
     pub fn replay(&self, topic: &str, group: &str, from: ReplayFrom) -> Result<()> {
         self.write("REPLAY", |c| group::replay(c, topic, group, from))
     }
@@ -368,8 +380,8 @@ impl Database {
     /// reset; returns how many. Ids no longer in the DLQ are skipped.
     ///
     /// # Errors
-    /// `InvalidArgument` for a dead letter whose group no longer reads its
-    /// topic (nothing is requeued then).
+    /// `DeadLetterOrphaned` for a dead letter whose group no longer reads
+    /// its topic (nothing is requeued then).
     pub fn requeue_dlq(&self, ids: &[i64]) -> Result<u64> {
         self.write("REQUEUE DLQ", |c| dlq::requeue(c, ids))
     }
@@ -400,7 +412,7 @@ impl Database {
     /// false while it is remembered (skip it). Remembered for 7 days.
     ///
     /// # Errors
-    /// Storage errors.
+    /// `Incomplete` for an empty group or key; storage errors.
     pub fn mark_processed(&self, group: &str, key: &str) -> Result<bool> {
         self.mark_processed_for(group, key, processed::DEFAULT_PROCESSED_TTL)
     }
@@ -408,7 +420,7 @@ impl Database {
     /// As [`Database::mark_processed`], remembering the key for `ttl`.
     ///
     /// # Errors
-    /// Storage errors.
+    /// As [`Database::mark_processed`].
     pub fn mark_processed_for(&self, group: &str, key: &str, ttl: Duration) -> Result<bool> {
         self.write("MARK PROCESSED", |c| processed::mark(c, group, key, ttl))
     }

@@ -334,6 +334,7 @@ mod tests {
         );
         timed_out(db.transaction().map(|_| ()), "BEGIN");
         let e = db.publish("t", Message::new("x")).unwrap_err();
+        assert!(matches!(e, Error::LockTimeout { .. }), "{e:?}");
         assert!(e.to_string().contains("nothing was written"), "{e}");
 
         holder.rollback().unwrap();

@@ -16,7 +16,9 @@ impl Database {
     /// Leases messages. With a wait, blocks until one arrives or the wait ends.
     ///
     /// # Errors
-    /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`, `InvalidArgument`.
+    /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`; `WrongKind` for
+    /// a topic named without a group; `InvalidOption` for a count or ACK
+    /// WAIT out of range; `Incomplete` with neither topic nor group.
     pub fn consume(&self, request: &ConsumeRequest) -> Result<Vec<Delivery>> {
         self.consume_until(request, None)
     }

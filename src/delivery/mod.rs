@@ -220,13 +220,16 @@ impl ConsumeRequest {
     /// Refuses a request no consume can serve (before any write).
     pub(crate) fn check(&self) -> Result<()> {
         if self.max == 0 || self.max > MAX_CONSUME {
-            return Err(Error::invalid(format!(
-                "CONSUME takes between 1 and {MAX_CONSUME} messages, got {}",
-                self.max
-            )));
+            return Err(Error::option(
+                "CONSUME",
+                format!(
+                    "CONSUME takes between 1 and {MAX_CONSUME} messages, got {}",
+                    self.max
+                ),
+            ));
         }
         if self.ack_wait.is_some_and(|d| d.is_zero()) {
-            return Err(Error::invalid("ACK WAIT must be longer than 0"));
+            return Err(Error::option("ACK WAIT", "ACK WAIT must be longer than 0"));
         }
         Ok(())
     }
@@ -258,9 +261,12 @@ fn resolve(c: &Connection, req: &ConsumeRequest) -> Result<(GroupInfo, Option<i6
         (Some(name), None) => {
             let t = topic::get(c, name)?;
             if t.kind != TopicKind::Queue {
-                return Err(Error::invalid(format!(
-                    "'{name}' is a topic: consume it through a group (CONSUME FROM {name} GROUP g)"
-                )));
+                return Err(Error::WrongKind {
+                    name: name.clone(),
+                    is: t.kind,
+                    expected: TopicKind::Queue,
+                    statement: "CONSUME".into(),
+                });
             }
             Ok((group::queue_group(c, &t)?, Some(t.id)))
         }
@@ -276,7 +282,10 @@ fn resolve(c: &Connection, req: &ConsumeRequest) -> Result<(GroupInfo, Option<i6
             Ok((g, Some(t.id)))
         }
         (None, Some(gname)) => Ok((group::get(c, gname)?, None)),
-        (None, None) => Err(Error::invalid("CONSUME needs a topic, a queue or a group")),
+        (None, None) => Err(Error::Incomplete {
+            statement: "CONSUME".into(),
+            needs: "a topic, a queue or a group".into(),
+        }),
     }
 }
 

@@ -17,7 +17,7 @@ fn check_distinct(ids: &[u64]) -> Result<()> {
     let mut seen = HashSet::with_capacity(ids.len());
     for &id in ids {
         if !seen.insert(id) {
-            return Err(Error::invalid(format!("delivery {id} is listed twice")));
+            return Err(Error::DuplicateDelivery(id));
         }
     }
     Ok(())

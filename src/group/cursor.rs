@@ -87,10 +87,12 @@ pub(crate) fn replay(
     if let Some(p) = only
         && p >= t.partitions
     {
-        return Err(Error::invalid(format!(
-            "partition {p} does not exist: '{}' has {} partition(s)",
-            t.name, t.partitions
-        )));
+        return Err(Error::PartitionOutOfRange {
+            topic: t.name.clone(),
+            partition: p,
+            partitions: t.partitions,
+            statement: "REPLAY".into(),
+        });
     }
     for p in 0..t.partitions {
         if only.is_some_and(|o| o != p) {
@@ -126,9 +128,12 @@ pub(crate) fn commit_offset(
         });
     }
     if partition >= t.partitions {
-        return Err(Error::invalid(format!(
-            "partition {partition} does not exist in '{topic_name}'"
-        )));
+        return Err(Error::PartitionOutOfRange {
+            topic: topic_name.to_string(),
+            partition,
+            partitions: t.partitions,
+            statement: "commit_offset".into(),
+        });
     }
     let next: i64 = conn.query_row(
         "SELECT next_offset FROM mq_partition_state WHERE topic_id = ?1 AND partition = ?2",
@@ -137,9 +142,12 @@ pub(crate) fn commit_offset(
     )?;
     let off = i64::try_from(offset).unwrap_or(i64::MAX);
     if off > next {
-        return Err(Error::invalid(format!(
-            "offset {offset} is past the end of '{topic_name}' partition {partition} (next offset {next})"
-        )));
+        return Err(Error::PastEnd {
+            topic: topic_name.to_string(),
+            partition,
+            offset,
+            next: u64::try_from(next).unwrap_or(0),
+        });
     }
     pending::forget_partition(conn, g.id, t.id, partition, Side::Below, off)?;
     conn.execute(

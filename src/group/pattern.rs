@@ -1,6 +1,6 @@
 //! Topic patterns: RabbitMQ's topic-exchange matching on dot-separated names.
 
-use crate::{Error, Result};
+use crate::{Error, PatternProblem, Result};
 
 /// RabbitMQ topic-exchange matching: words split on `.`, `*` is exactly one
 /// word, `#` is zero or more words.
@@ -20,20 +20,24 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
     go(&p, &n)
 }
 
+/// An [`Error::InvalidPattern`].
+fn invalid(pattern: &str, problem: PatternProblem) -> Error {
+    Error::InvalidPattern {
+        pattern: pattern.to_string(),
+        problem,
+    }
+}
+
 pub(crate) fn validate_pattern(p: &str) -> Result<()> {
     if p.is_empty() {
-        return Err(Error::invalid("a pattern must not be empty"));
+        return Err(invalid(p, PatternProblem::Empty));
     }
     for w in p.split('.') {
         if w.is_empty() {
-            return Err(Error::invalid(format!(
-                "pattern '{p}' has an empty word (two dots in a row?)"
-            )));
+            return Err(invalid(p, PatternProblem::EmptyWord));
         }
         if w != "*" && w != "#" && (w.contains('*') || w.contains('#')) {
-            return Err(Error::invalid(format!(
-                "pattern '{p}': '*' and '#' must stand alone between dots (like 'order.*' or 'order.#')"
-            )));
+            return Err(invalid(p, PatternProblem::EmbeddedWildcard));
         }
     }
     Ok(())
@@ -64,9 +68,23 @@ mod tests {
     fn patterns_are_checked() {
         assert!(validate_pattern("order.*").is_ok());
         assert!(validate_pattern("#").is_ok());
-        assert!(validate_pattern("").is_err());
-        assert!(validate_pattern("order..x").is_err());
-        assert!(validate_pattern("order.x*").is_err());
-        assert!(validate_pattern("or#der").is_err());
+        let problem = |p: &str| match validate_pattern(p) {
+            Err(Error::InvalidPattern { pattern, problem }) if pattern == p => problem,
+            other => panic!("{p}: {other:?}"),
+        };
+        assert_eq!(problem(""), PatternProblem::Empty);
+        assert_eq!(problem("order..x"), PatternProblem::EmptyWord);
+        assert_eq!(problem("order.x*"), PatternProblem::EmbeddedWildcard);
+        assert_eq!(problem("or#der"), PatternProblem::EmbeddedWildcard);
+        let text = |p: &str| validate_pattern(p).unwrap_err().to_string();
+        assert_eq!(text(""), "a pattern must not be empty");
+        assert_eq!(
+            text("order..x"),
+            "pattern 'order..x' has an empty word (two dots in a row?)"
+        );
+        assert_eq!(
+            text("or#der"),
+            "pattern 'or#der': '*' and '#' must stand alone between dots (like 'order.*' or 'order.#')"
+        );
     }
 }

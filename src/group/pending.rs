@@ -238,7 +238,7 @@ impl SideTables {
 /// partitions touched.
 pub(crate) fn settle(conn: &Connection, ids: &[u64]) -> Result<HashSet<(i64, u32)>> {
     // The ids travel as a JSON array.
-    let list = serde_json::to_string(ids).map_err(|e| Error::invalid(e.to_string()))?;
+    let list = serde_json::to_string(ids).map_err(|e| Error::Io(e.into()))?;
     let taken: Vec<(i64, i64, i64, u32, i64)> = conn
         .prepare_cached(
             "DELETE FROM mq_pending WHERE delivery_id IN (SELECT value FROM json_each(?1))

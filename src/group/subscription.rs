@@ -164,23 +164,30 @@ pub(crate) fn subscribe(conn: &Connection, now: i64, group: &str, s: &Subscripti
 fn check(conn: &Connection, group: &str, s: &Subscription) -> Result<Vec<TopicInfo>> {
     topic::validate_name("group", group)?;
     if s.topics.is_empty() && s.patterns.is_empty() {
-        return Err(Error::invalid(
-            "SUBSCRIBE needs at least one topic or pattern",
-        ));
+        return Err(Error::Incomplete {
+            statement: "SUBSCRIBE".into(),
+            needs: "at least one topic or pattern".into(),
+        });
     }
     if s.max_deliveries == Some(0) {
-        return Err(Error::invalid("MAX DELIVERIES must be at least 1"));
+        return Err(Error::option(
+            "MAX DELIVERIES",
+            "MAX DELIVERIES must be at least 1",
+        ));
     }
     if s.ack_wait.is_some_and(|d| d.is_zero()) {
-        return Err(Error::invalid("ACK WAIT must be longer than 0"));
+        return Err(Error::option("ACK WAIT", "ACK WAIT must be longer than 0"));
     }
     let mut named = Vec::new();
     for name in &s.topics {
         let t = topic::get(conn, name)?;
         if t.kind == TopicKind::Queue {
-            return Err(Error::invalid(format!(
-                "'{name}' is a queue: it has its own group; consume it with CONSUME FROM {name}"
-            )));
+            return Err(Error::WrongKind {
+                name: name.clone(),
+                is: t.kind,
+                expected: TopicKind::Topic,
+                statement: "SUBSCRIBE".into(),
+            });
         }
         named.push(t);
     }
@@ -193,10 +200,10 @@ fn check(conn: &Connection, group: &str, s: &Subscription) -> Result<Vec<TopicIn
 /// Applies the options a SUBSCRIBE gives to an existing group; returns its id.
 fn update_group(conn: &Connection, g: &GroupInfo, s: &Subscription) -> Result<i64> {
     if g.queue_topic_id.is_some() {
-        return Err(Error::invalid(format!(
-            "'{0}' is the implicit group of queue '{0}'; choose another group name",
-            g.name
-        )));
+        return Err(Error::ImplicitGroup {
+            queue: g.name.clone(),
+            statement: "SUBSCRIBE".into(),
+        });
     }
     if s.ordered {
         conn.execute("UPDATE mq_groups SET ordered = 1 WHERE id = ?1", [g.id])?;
@@ -225,9 +232,10 @@ fn insert_group(
     from: StartFrom,
 ) -> Result<i64> {
     if topic::find(conn, group)?.is_some_and(|t| t.kind == TopicKind::Queue) {
-        return Err(Error::invalid(format!(
-            "'{group}' is the name of a queue (its implicit group); choose another group name"
-        )));
+        return Err(Error::NameTaken {
+            name: group.to_string(),
+            statement: "SUBSCRIBE".into(),
+        });
     }
     let id = next_counter(conn, "next_group_id")?;
     let (start, start_value) = match from {
@@ -258,9 +266,10 @@ fn insert_group(
 pub(crate) fn unsubscribe(ctx: &Ctx<'_>, group: &str, from: Option<&str>) -> Result<()> {
     let g = get(ctx, group)?;
     if g.queue_topic_id.is_some() {
-        return Err(Error::invalid(format!(
-            "'{group}' is the implicit group of a queue; DROP QUEUE {group} removes it"
-        )));
+        return Err(Error::ImplicitGroup {
+            queue: group.to_string(),
+            statement: "UNSUBSCRIBE".into(),
+        });
     }
     let Some(target) = from else {
         return delete_group(ctx, g.id);

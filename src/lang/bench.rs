@@ -71,7 +71,9 @@ static SCRATCH_SEQ: AtomicU64 = AtomicU64::new(0);
 /// once with `done == total` when a workload ends.
 ///
 /// # Errors
-/// `InvalidArgument` for options out of range or a workload listed twice,
+/// `InvalidOption` for options out of range, `InvalidStatement` for a
+/// workload listed twice, `BenchFailed` when a workload cannot run or
+/// reads back other than it wrote,
 /// `ReadOnly` on a read-only database, and any error of the operations
 /// measured (the scratch topic is dropped in every case).
 // Until the BENCH statement is wired into `lang::exec`; remove with that change.
@@ -130,7 +132,7 @@ impl Config {
             let mut seen = Vec::new();
             for &w in &spec.workloads {
                 if seen.contains(&w) {
-                    return Err(Error::invalid(format!(
+                    return Err(Error::InvalidStatement(format!(
                         "BENCH workload '{w}' is listed twice"
                     )));
                 }
@@ -139,24 +141,31 @@ impl Config {
             seen
         };
         if spec.messages == Some(0) {
-            return Err(Error::invalid("BENCH MESSAGES must be at least 1"));
+            return Err(Error::option(
+                "MESSAGES",
+                "BENCH MESSAGES must be at least 1",
+            ));
         }
         let size = spec.size.unwrap_or(DEFAULT_SIZE);
         let max = DEFAULT_MAX_PAYLOAD as u64;
         if !(MIN_SIZE..=max).contains(&size) {
-            return Err(Error::invalid(format!(
-                "BENCH SIZE must be between {MIN_SIZE}B and 1MB (the payload limit), got {size} bytes"
-            )));
+            return Err(Error::option(
+                "SIZE",
+                format!(
+                    "BENCH SIZE must be between {MIN_SIZE}B and 1MB (the payload limit), got {size} bytes"
+                ),
+            ));
         }
         let batch = spec.batch.unwrap_or(DEFAULT_BATCH);
         if batch == 0 {
-            return Err(Error::invalid("BENCH BATCH must be at least 1"));
+            return Err(Error::option("BATCH", "BENCH BATCH must be at least 1"));
         }
         let producers = spec.producers.unwrap_or(DEFAULT_PRODUCERS);
         if !(1..=MAX_PRODUCERS).contains(&producers) {
-            return Err(Error::invalid(format!(
-                "BENCH PRODUCERS must be between 1 and {MAX_PRODUCERS}, got {producers}"
-            )));
+            return Err(Error::option(
+                "PRODUCERS",
+                format!("BENCH PRODUCERS must be between 1 and {MAX_PRODUCERS}, got {producers}"),
+            ));
         }
         Ok(Config {
             workloads,
@@ -253,8 +262,8 @@ impl<'a> Scratch<'a> {
                 });
             }
         }
-        Err(Error::invalid(
-            "BENCH found no free scratch topic name (__bench_<pid>_<n>): drop the old ones",
+        Err(Error::BenchFailed(
+            "BENCH found no free scratch topic name (__bench_<pid>_<n>): drop the old ones".into(),
         ))
     }
 
@@ -465,8 +474,11 @@ fn publish_concurrent(
         handles
             .into_iter()
             .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::invalid("a BENCH producer thread panicked")))
+                h.join().unwrap_or_else(|_| {
+                    Err(Error::BenchFailed(
+                        "a BENCH producer thread panicked".into(),
+                    ))
+                })
             })
             .collect()
     });
@@ -507,7 +519,7 @@ fn consume_ack(
         let t = Instant::now();
         let got = db.consume(&req)?;
         if got.is_empty() {
-            return Err(Error::invalid(format!(
+            return Err(Error::BenchFailed(format!(
                 "BENCH consume_ack: the scratch queue ran dry after {done} of {n} messages"
             )));
         }
@@ -572,7 +584,7 @@ fn replay(
 fn check_read(w: Workload, rows: u64, bytes: u64, n: u64, size: usize) -> Result<()> {
     let want = n.saturating_mul(size as u64);
     if rows != n || bytes != want {
-        return Err(Error::invalid(format!(
+        return Err(Error::BenchFailed(format!(
             "BENCH {w}: read {rows} messages of {bytes} bytes, expected {n} of {want} bytes"
         )));
     }
@@ -714,56 +726,61 @@ mod tests {
         assert!(check_read(Workload::Replay, 30, 30 * 333, 30, 333).is_ok());
         assert!(matches!(
             check_read(Workload::Replay, 30, 30 * 333 - 1, 30, 333),
-            Err(Error::InvalidArgument(_))
+            Err(Error::BenchFailed(m)) if m.contains("expected 30 of 9990 bytes")
         ));
     }
 
     #[test]
     fn options_out_of_range_are_refused() {
         let (_dir, db) = temp_db();
-        let cases: Vec<(Bench, &str)> = vec![
+        // The option refused, or None for the workload listed twice.
+        let cases: Vec<(Bench, Option<&str>)> = vec![
             (
                 Bench {
                     messages: Some(0),
                     ..spec(1, 16)
                 },
-                "MESSAGES",
+                Some("MESSAGES"),
             ),
-            (spec(1, 15), "SIZE"),
-            (spec(1, DEFAULT_MAX_PAYLOAD as u64 + 1), "SIZE"),
+            (spec(1, 15), Some("SIZE")),
+            (spec(1, DEFAULT_MAX_PAYLOAD as u64 + 1), Some("SIZE")),
             (
                 Bench {
                     batch: Some(0),
                     ..spec(1, 16)
                 },
-                "BATCH",
+                Some("BATCH"),
             ),
             (
                 Bench {
                     producers: Some(0),
                     ..spec(1, 16)
                 },
-                "PRODUCERS",
+                Some("PRODUCERS"),
             ),
             (
                 Bench {
                     producers: Some(65),
                     ..spec(1, 16)
                 },
-                "PRODUCERS",
+                Some("PRODUCERS"),
             ),
             (
                 Bench {
                     workloads: vec![Workload::Publish, Workload::Replay, Workload::Publish],
                     ..spec(1, 16)
                 },
-                "twice",
+                None,
             ),
         ];
-        for (s, word) in cases {
-            match run(&db, &s, &mut |_, _, _| {}) {
-                Err(Error::InvalidArgument(m)) => assert!(m.contains(word), "{m}"),
-                other => panic!("{s}: expected InvalidArgument, got {other:?}"),
+        for (s, want) in cases {
+            match (run(&db, &s, &mut |_, _, _| {}), want) {
+                (Err(Error::InvalidOption { option, message }), Some(want)) => {
+                    assert_eq!(option, want, "{message}");
+                    assert!(message.starts_with(&format!("BENCH {want} ")), "{message}");
+                }
+                (Err(Error::InvalidStatement(m)), None) => assert!(m.contains("twice"), "{m}"),
+                (other, _) => panic!("{s}: expected {want:?} refused, got {other:?}"),
             }
         }
         assert!(Config::from_spec(&spec(1, DEFAULT_MAX_PAYLOAD as u64)).is_ok());

@@ -18,7 +18,7 @@ use crate::input::{MAX_LINE_BYTES, read_line_limited};
 use crate::publish::{Message, Published};
 use crate::topic::{PartitionInfo, TopicInfo, TopicOptions, TopicStats};
 use crate::txn::Transaction;
-use crate::{Database, Error, Result, ResultSet, Value};
+use crate::{Database, Error, FileProblem, Result, ResultSet, Value};
 
 /// Where statements run: each in its own transaction, or inside an explicit one.
 pub(crate) enum Runner<'a> {
@@ -106,12 +106,7 @@ pub(crate) fn run_in(
     stmt: &Statement,
     out: &mut dyn FnMut(ResultSet) -> Result<()>,
 ) -> Result<()> {
-    match stmt {
-        Statement::Bench(_) => Err(Error::invalid("BENCH is not allowed inside a transaction")),
-        Statement::Tail(_) => Err(Error::invalid("TAIL is not allowed inside a transaction")),
-        Statement::Consume(c) => out(deliveries(&tx.consume(&consume_request(c))?)),
-        _ => run_with(Runner::Tx(tx), stmt, out),
-    }
+    run_with(Runner::Tx(tx), stmt, out)
 }
 
 fn run_with(
@@ -126,10 +121,7 @@ fn run_with(
             ResultSet::empty()
         }
         Statement::Alter(a) => {
-            if a.options.is_empty() {
-                return Err(Error::invalid("ALTER needs at least one option after SET"));
-            }
-            let o = options(&a.options)?;
+            let o = alter_options(&a.options)?;
             either!(&mut r, x => x.alter(a.kind, &a.name, &o))?;
             ResultSet::empty()
         }
@@ -186,11 +178,19 @@ fn run_with(
         }
         Statement::Export(e) => one("exported", count(export(&mut r, e)?)),
         Statement::Import(i) => one("imported", count(import(&mut r, i)?)),
-        Statement::Bench(_) | Statement::Tail(_) | Statement::Consume(_) => {
-            return Err(Error::invalid("internal error: statement dispatched twice"));
-        }
+        // `run` takes these outside a transaction, with the interrupt flag.
+        Statement::Consume(c) => deliveries(&either!(&mut r, x => x.consume(&consume_request(c)))?),
+        Statement::Bench(_) => return Err(not_in_transaction("BENCH")),
+        Statement::Tail(_) => return Err(not_in_transaction("TAIL")),
     };
     out(rs)
+}
+
+/// BENCH and TAIL reach `run_with` only inside a transaction.
+fn not_in_transaction(statement: &str) -> Error {
+    Error::NotAllowedInTransaction {
+        statement: statement.into(),
+    }
 }
 
 /// BEGIN, COMMIT and ROLLBACK reach the executor only where they cannot run.
@@ -223,14 +223,16 @@ fn messages_of(p: &Publish) -> Result<Vec<Message>> {
         m.dedup_id = p.dedup.clone();
         for (k, v) in &p.headers {
             if m.headers.insert(k.clone(), v.clone()).is_some() {
-                return Err(Error::invalid(format!("header '{k}' is given twice")));
+                return Err(Error::InvalidStatement(format!(
+                    "header '{k}' is given twice"
+                )));
             }
         }
         msgs.push(m);
     }
     if p.dedup.is_some() && msgs.len() > 1 {
-        return Err(Error::invalid(
-            "DEDUP names one message: publish several payloads with one DEDUP id each in separate statements",
+        return Err(Error::InvalidStatement(
+            "DEDUP names one message: publish several payloads with one DEDUP id each in separate statements".into(),
         ));
     }
     Ok(msgs)
@@ -278,11 +280,22 @@ fn one(column: &str, v: Value) -> ResultSet {
     }
 }
 
+/// ALTER's options: at least one.
+fn alter_options(opts: &[TopicOption]) -> Result<TopicOptions> {
+    if opts.is_empty() {
+        return Err(Error::Incomplete {
+            statement: "ALTER".into(),
+            needs: "at least one option after SET".into(),
+        });
+    }
+    options(opts)
+}
+
 fn options(opts: &[TopicOption]) -> Result<TopicOptions> {
     let mut o = TopicOptions::default();
     fn set<T>(slot: &mut Option<T>, v: T, name: &str) -> Result<()> {
         if slot.is_some() {
-            return Err(Error::invalid(format!("option {name} is given twice")));
+            return Err(Error::option(name, format!("option {name} is given twice")));
         }
         *slot = Some(v);
         Ok(())
@@ -492,7 +505,7 @@ fn export(r: &mut Runner<'_>, e: &Export) -> Result<u64> {
     refuse_database_files(r.db().path(), target)?;
     let rs = r.select(&messages(&e.topic, e.filter.clone()))?;
     let out = OutputFile::create(target, e.overwrite)?;
-    let mut w = std::io::BufWriter::new(out.file()?);
+    let mut w = std::io::BufWriter::new(&out.file);
     for row in &rs.rows {
         let mut obj = serde_json::Map::new();
         for (col, v) in rs.columns.iter().zip(row) {
@@ -513,10 +526,10 @@ fn export(r: &mut Runner<'_>, e: &Export) -> Result<u64> {
 fn refuse_database_files(db: &std::path::Path, target: &std::path::Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let refuse = || {
-        Err(Error::invalid(format!(
-            "'{}' is the database file or one of its own files: choose another file",
-            target.display()
-        )))
+        Err(Error::OutputFile {
+            path: target.to_path_buf(),
+            problem: FileProblem::DatabaseFile,
+        })
     };
     let db = db.canonicalize()?;
     let mut own = vec![db.clone()];
@@ -553,7 +566,7 @@ fn refuse_database_files(db: &std::path::Path, target: &std::path::Path) -> Resu
 /// goes to a new file beside it, which replaces the target only once it is
 /// complete and synced, so a failed EXPORT leaves the old file as it was.
 struct OutputFile {
-    file: Option<std::fs::File>,
+    file: std::fs::File,
     /// Where the data is written.
     written: std::path::PathBuf,
     /// Where it must end up, when that differs.
@@ -563,8 +576,9 @@ struct OutputFile {
 impl OutputFile {
     fn create(target: &std::path::Path, overwrite: bool) -> Result<OutputFile> {
         let written = if overwrite {
-            let name = target.file_name().ok_or_else(|| {
-                Error::invalid(format!("'{}' is not a file name", target.display()))
+            let name = target.file_name().ok_or_else(|| Error::OutputFile {
+                path: target.to_path_buf(),
+                problem: FileProblem::NotAFileName,
             })?;
             let mut tmp = std::ffi::OsString::from(".");
             tmp.push(name);
@@ -573,34 +587,24 @@ impl OutputFile {
         } else {
             target.to_path_buf()
         };
-        let file = create_private(&written).map_err(|err| {
-            if !overwrite && err.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::invalid(format!(
-                    "'{}' exists: add OVERWRITE to replace it",
-                    target.display()
-                ))
+        let file = create_private(&written).map_err(|err| Error::OutputFile {
+            path: target.to_path_buf(),
+            problem: if !overwrite && err.kind() == std::io::ErrorKind::AlreadyExists {
+                FileProblem::Exists
             } else {
-                Error::invalid(format!("cannot write '{}': {err}", target.display()))
-            }
+                FileProblem::Io(err)
+            },
         })?;
         Ok(OutputFile {
-            file: Some(file),
+            file,
             written,
             rename_to: overwrite.then(|| target.to_path_buf()),
         })
     }
 
-    fn file(&self) -> Result<&std::fs::File> {
-        self.file
-            .as_ref()
-            .ok_or_else(|| Error::invalid("the output file is closed"))
-    }
-
     /// Syncs the data and moves it into place.
     fn finish(mut self) -> Result<()> {
-        if let Some(f) = self.file.take() {
-            f.sync_all()?;
-        }
+        self.file.sync_all()?;
         if let Some(to) = self.rename_to.take() {
             std::fs::rename(&self.written, to)?;
         }
@@ -636,8 +640,10 @@ pub(crate) fn create_private(path: &std::path::Path) -> std::io::Result<std::fs:
 /// at a time, and no line may be longer than [`MAX_LINE_BYTES`], so memory
 /// stays bounded whatever the file (even `/dev/zero`).
 fn import(r: &mut Runner<'_>, i: &Import) -> Result<u64> {
-    let file = std::fs::File::open(&i.file)
-        .map_err(|err| Error::invalid(format!("cannot read '{}': {err}", i.file)))?;
+    let file = std::fs::File::open(&i.file).map_err(|source| Error::ImportFile {
+        path: i.file.clone().into(),
+        source,
+    })?;
     let mut lines = std::io::BufReader::new(file);
     let db = r.db();
     if db.is_read_only() {
@@ -666,12 +672,10 @@ fn import_lines(
     let mut chunk = Vec::with_capacity(CHUNK);
     loop {
         let more = read_line_limited(lines, MAX_LINE_BYTES, &mut line)
-            .map_err(|e| Error::invalid(format!("{} line {}: {e}", i.file, n + 1)))?;
+            .map_err(|e| import_error(i, n + 1, e.to_string()))?;
         if more {
             n += 1;
-            if let Some(m) = import_line(&line)
-                .map_err(|why| Error::invalid(format!("{} line {n}: {why}", i.file)))?
-            {
+            if let Some(m) = import_line(&line).map_err(|why| import_error(i, n, why))? {
                 chunk.push(m);
             }
         }
@@ -682,6 +686,15 @@ fn import_lines(
         if !more {
             return Ok(total);
         }
+    }
+}
+
+/// Line `line` of the IMPORT file cannot be read or is not a message.
+fn import_error(i: &Import, line: usize, reason: String) -> Error {
+    Error::ImportLine {
+        path: i.file.clone().into(),
+        line,
+        reason,
     }
 }
 

@@ -311,7 +311,7 @@ pub(crate) fn select(conn: &Connection, now: i64, q: &Select) -> Result<ResultSe
     c.order_and_limit(q, proj.has_aggregate, &mut sql)?;
     // SQLite refuses more parameters, with an error that quotes the SQL.
     if c.params.len() > MAX_PARAMS {
-        return Err(Error::invalid(format!(
+        return Err(Error::InvalidStatement(format!(
             "statement too large: it needs {} values, at most {MAX_PARAMS}",
             c.params.len()
         )));
@@ -368,8 +368,8 @@ impl Compiler<'_> {
         }
         if let Some(w) = &q.filter {
             if contains_aggregate(w) {
-                return Err(Error::invalid(
-                    "aggregate functions (COUNT, SUM, ...) are not allowed in WHERE",
+                return Err(Error::InvalidStatement(
+                    "aggregate functions (COUNT, SUM, ...) are not allowed in WHERE".into(),
                 ));
             }
             conds.push(self.expr(w, Mode::Value, 0)?.0);
@@ -530,7 +530,9 @@ impl Compiler<'_> {
 
     fn path(&mut self, segs: &[PathSegment], mode: Mode) -> Result<(String, Kind)> {
         let Some(PathSegment::Field(first)) = segs.first() else {
-            return Err(Error::invalid("a column name must start with a name"));
+            return Err(Error::InvalidStatement(
+                "a column name must start with a name".into(),
+            ));
         };
         if segs.len() == 1
             && let Some(col) = self
@@ -563,7 +565,7 @@ impl Compiler<'_> {
             }
             _ => {
                 let names: Vec<&str> = self.source.columns.iter().map(|c| c.name).collect();
-                return Err(Error::invalid(format!(
+                return Err(Error::InvalidStatement(format!(
                     "unknown column '{}' in {} (columns: {})",
                     path_text(segs),
                     self.source.label,
@@ -605,7 +607,7 @@ impl Compiler<'_> {
     fn operand(&mut self, e: &Expr, against_time: bool, depth: usize) -> Result<(String, Kind)> {
         if against_time && let Expr::Literal(Literal::String(s)) = e {
             let ms = parse_time_literal(self.now, s).ok_or_else(|| {
-                    Error::invalid(format!(
+                    Error::InvalidStatement(format!(
                         "'{s}' is not a timestamp: expected RFC 3339 like '2024-01-15T10:30:00Z' or relative like '-1h'"
                     ))
                 })?;
@@ -631,7 +633,7 @@ impl Compiler<'_> {
         // Parsed trees are at most MAX_HEIGHT high, plus the few ANDs that
         // statements add around a filter; a tree built by hand may be deeper.
         if depth > MAX_HEIGHT + 8 {
-            return Err(Error::invalid(format!(
+            return Err(Error::InvalidStatement(format!(
                 "expression too long: more than {MAX_HEIGHT} levels of operators"
             )));
         }
@@ -702,7 +704,9 @@ impl Compiler<'_> {
             None => ("*".to_string(), Kind::Plain),
             Some(a) => {
                 if contains_aggregate(a) {
-                    return Err(Error::invalid("aggregate functions cannot be nested"));
+                    return Err(Error::InvalidStatement(
+                        "aggregate functions cannot be nested".into(),
+                    ));
                 }
                 let time = self.is_time(a);
                 let (s, _) = self.expr(a, Mode::Value, depth + 1)?;
@@ -717,7 +721,7 @@ impl Compiler<'_> {
             Function::Max => "MAX",
         };
         if arg.is_none() && func != Function::Count {
-            return Err(Error::invalid(format!(
+            return Err(Error::InvalidStatement(format!(
                 "{name}(*) is not allowed; only COUNT(*) takes *"
             )));
         }

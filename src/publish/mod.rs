@@ -105,19 +105,22 @@ fn check_messages(t: &TopicInfo, msgs: &[Message], max_payload: usize) -> Result
         if let Some(p) = m.partition
             && p >= t.partitions
         {
-            return Err(Error::invalid(format!(
-                "partition {p} does not exist: '{}' has {} partition{} (0..{})",
-                t.name,
-                t.partitions,
-                if t.partitions == 1 { "" } else { "s" },
-                t.partitions - 1
-            )));
+            return Err(Error::PartitionOutOfRange {
+                topic: t.name.clone(),
+                partition: p,
+                partitions: t.partitions,
+                statement: "PUBLISH".into(),
+            });
         }
         if m.headers.keys().any(|k| k.is_empty()) {
-            return Err(Error::invalid("a header name must not be empty"));
+            return Err(Error::EmptyValue {
+                what: "header name".into(),
+            });
         }
         if m.dedup_id.as_deref() == Some("") {
-            return Err(Error::invalid("a dedup id must not be empty"));
+            return Err(Error::EmptyValue {
+                what: "dedup id".into(),
+            });
         }
     }
     Ok(())
@@ -150,34 +153,7 @@ pub(crate) fn append<'a>(
     msgs: &'a [Message],
     max_payload: usize,
 ) -> Result<Vec<Published>> {
-    check_messages(t, msgs, max_payload)?;
-    // One message to a topic without MAX LENGTH or a trimming retention:
-    // nothing in this call needs the stored bytes, and the checkpoint may
-    // lag (up to CHECKPOINT_EVERY messages).
-    let lazy = msgs.len() == 1
-        && t.max_length.is_none()
-        && matches!(t.retention, Retention::Forever | Retention::UntilConsumed);
-    let total = match t.max_length {
-        Some(_) => Some(i64::try_from(topic::stats(ctx, t.id)?.messages).unwrap_or(i64::MAX)),
-        None => None,
-    };
-    let mut a = Append {
-        ctx,
-        t,
-        parts: Parts::new(t.partitions),
-        lazy,
-        total,
-        rr: None,
-        dedup: dedup::Batch::default(),
-        insert: ctx.prepare_cached(
-            "INSERT INTO mq_messages (topic_id, partition, offset, ts, visible_at, key, headers, payload, dedup_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?,
-        plain: ctx.prepare_cached(
-            "INSERT INTO mq_messages (topic_id, partition, offset, ts, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?,
-        plain_bound: None,
-    };
+    let mut a = Append::start(ctx, t, msgs, max_payload)?;
     let mut out = Vec::with_capacity(msgs.len());
     for m in msgs {
         out.push(a.one(m)?);
@@ -185,6 +161,59 @@ pub(crate) fn append<'a>(
     a.finish()?;
     ctx.made_deliverable();
     Ok(out)
+}
+
+/// Appends one message, as [`append`].
+pub(crate) fn append_one<'a>(
+    ctx: &'a Ctx<'_>,
+    t: &'a TopicInfo,
+    m: &'a Message,
+    max_payload: usize,
+) -> Result<Published> {
+    let mut a = Append::start(ctx, t, std::slice::from_ref(m), max_payload)?;
+    let published = a.one(m)?;
+    a.finish()?;
+    ctx.made_deliverable();
+    Ok(published)
+}
+
+impl<'a, 'c> Append<'a, 'c> {
+    /// Checks the batch and prepares its statements; writes nothing.
+    fn start(
+        ctx: &'a Ctx<'c>,
+        t: &'a TopicInfo,
+        msgs: &[Message],
+        max_payload: usize,
+    ) -> Result<Self> {
+        check_messages(t, msgs, max_payload)?;
+        // One message to a topic without MAX LENGTH or a trimming retention:
+        // nothing in this call needs the stored bytes, and the checkpoint may
+        // lag (up to CHECKPOINT_EVERY messages).
+        let lazy = msgs.len() == 1
+            && t.max_length.is_none()
+            && matches!(t.retention, Retention::Forever | Retention::UntilConsumed);
+        let total = match t.max_length {
+            Some(_) => Some(i64::try_from(topic::stats(ctx, t.id)?.messages).unwrap_or(i64::MAX)),
+            None => None,
+        };
+        Ok(Append {
+            ctx,
+            t,
+            parts: Parts::new(t.partitions),
+            lazy,
+            total,
+            rr: None,
+            dedup: dedup::Batch::default(),
+            insert: ctx.prepare_cached(
+                "INSERT INTO mq_messages (topic_id, partition, offset, ts, visible_at, key, headers, payload, dedup_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?,
+            plain: ctx.prepare_cached(
+                "INSERT INTO mq_messages (topic_id, partition, offset, ts, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            plain_bound: None,
+        })
+    }
 }
 
 impl<'a> Append<'a, '_> {
@@ -258,7 +287,7 @@ impl<'a> Append<'a, '_> {
         let headers = if m.headers.is_empty() {
             None
         } else {
-            Some(serde_json::to_string(&m.headers).map_err(|e| Error::invalid(e.to_string()))?)
+            Some(serde_json::to_string(&m.headers).map_err(|e| Error::Io(e.into()))?)
         };
         // Valid UTF-8 is stored as TEXT so SQL's JSON functions read it.
         let text = std::str::from_utf8(&m.payload).ok();

@@ -24,9 +24,10 @@ impl std::str::FromStr for Durability {
             "full" => Ok(Durability::Full),
             "normal" => Ok(Durability::Normal),
             "off" => Ok(Durability::Off),
-            _ => Err(Error::invalid(format!(
-                "unknown durability '{s}': expected full, normal or off"
-            ))),
+            _ => Err(Error::option(
+                "durability",
+                format!("unknown durability '{s}': expected full, normal or off"),
+            )),
         }
     }
 }

@@ -127,10 +127,10 @@ fn open_read_write(path: &Path, durability: Durability, existing: bool) -> Resul
     )?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(Error::invalid(format!(
-            "could not switch {} to WAL journal mode (got {mode})",
-            path.display()
-        )));
+        return Err(Error::WalUnavailable {
+            path: path.to_path_buf(),
+            journal_mode: mode,
+        });
     }
     bound_wal(&mut conn)?;
     set_durability(&conn, durability)?;
@@ -280,15 +280,10 @@ fn open_read_only(path: &Path, existing: bool) -> Result<Connection> {
             drop(conn);
             let wal = sibling(path, "-wal");
             if wal.exists() {
-                let shm = sibling(path, "-shm");
-                return Err(Error::invalid(format!(
-                    "cannot read {} read-only: it has a write-ahead log, and SQLite needs {} \
-                     readable and {} readable or creatable, which here they are not ({e}); \
-                     open it read-write once, or read it where the directory is writable",
-                    path.display(),
-                    wal.display(),
-                    shm.display()
-                )));
+                return Err(Error::WalUnreadable {
+                    path: path.to_path_buf(),
+                    cause: e.to_string(),
+                });
             }
             let conn = open_immutable(path)?;
             let id = identify(&conn, path)?;

@@ -15,18 +15,12 @@ pub(crate) use defs::{TopicDefs, definitions_changed};
 pub use log::Record;
 pub(crate) use log::{page_sizes, scan_page, trim_partition};
 
+pub use crate::kind::TopicKind;
+
+use crate::kind::MAX_NAME_BYTES;
 use crate::storage::tx::next_counter;
 use crate::units::{dur, ms};
-use crate::{Error, Result};
-
-/// TOPIC or QUEUE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TopicKind {
-    /// A log with groups.
-    Topic,
-    /// A topic with one implicit group, retention until consumed.
-    Queue,
-}
+use crate::{Error, NameProblem, Result};
 
 /// How long a topic keeps messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,20 +115,25 @@ pub struct TopicStats {
 
 /// Checks a topic or group name.
 pub(crate) fn validate_name(what: &str, name: &str) -> Result<()> {
-    if name.is_empty() {
-        return Err(Error::invalid(format!("{what} name must not be empty")));
+    let problem = if name.is_empty() {
+        NameProblem::Empty
+    } else if name.len() > MAX_NAME_BYTES {
+        NameProblem::TooLong
+    } else if name.chars().any(|c| c.is_control()) {
+        NameProblem::ControlCharacter
+    } else {
+        return Ok(());
+    };
+    Err(invalid_name(what, name, problem))
+}
+
+/// An [`Error::InvalidName`].
+fn invalid_name(what: &str, name: &str, problem: NameProblem) -> Error {
+    Error::InvalidName {
+        what: what.to_string(),
+        name: name.to_string(),
+        problem,
     }
-    if name.len() > 249 {
-        return Err(Error::invalid(format!(
-            "{what} name '{name}' is longer than 249 bytes"
-        )));
-    }
-    if name.chars().any(|c| c.is_control()) {
-        return Err(Error::invalid(format!(
-            "{what} name {name:?} contains a control character"
-        )));
-    }
-    Ok(())
 }
 
 fn retention_to_sql(r: Retention) -> (&'static str, Option<i64>) {
@@ -161,12 +160,14 @@ fn retention_from_sql(kind: &str, value: Option<i64>) -> Retention {
 fn check_options(kind: TopicKind, o: &TopicOptions) -> Result<()> {
     if let Some(p) = o.partitions {
         if p == 0 || p > MAX_PARTITIONS {
-            return Err(Error::invalid(format!(
-                "PARTITIONS must be between 1 and {MAX_PARTITIONS}, got {p}"
-            )));
+            return Err(Error::option(
+                "PARTITIONS",
+                format!("PARTITIONS must be between 1 and {MAX_PARTITIONS}, got {p}"),
+            ));
         }
         if kind == TopicKind::Queue && p != 1 {
-            return Err(Error::invalid(
+            return Err(Error::option(
+                "PARTITIONS",
                 "a queue has exactly one partition; use a topic for more",
             ));
         }
@@ -175,30 +176,43 @@ fn check_options(kind: TopicKind, o: &TopicOptions) -> Result<()> {
         && let Some(r) = o.retention
         && r != Retention::UntilConsumed
     {
-        return Err(Error::invalid(
+        return Err(Error::option(
+            "RETENTION",
             "a queue's retention is always UNTIL CONSUMED; use a topic for other retention",
         ));
     }
     match o.retention {
         Some(Retention::Messages(0)) => {
-            return Err(Error::invalid("RETENTION must keep at least 1 message"));
+            return Err(Error::option(
+                "RETENTION",
+                "RETENTION must keep at least 1 message",
+            ));
         }
         Some(Retention::Size(0)) => {
-            return Err(Error::invalid("RETENTION size must be at least 1 byte"));
+            return Err(Error::option(
+                "RETENTION",
+                "RETENTION size must be at least 1 byte",
+            ));
         }
         Some(Retention::Age(d)) if d.is_zero() => {
-            return Err(Error::invalid("RETENTION age must be longer than 0"));
+            return Err(Error::option(
+                "RETENTION",
+                "RETENTION age must be longer than 0",
+            ));
         }
         _ => {}
     }
     if o.max_length == Some(0) {
-        return Err(Error::invalid("MAX LENGTH must be at least 1"));
+        return Err(Error::option("MAX LENGTH", "MAX LENGTH must be at least 1"));
     }
     if o.max_deliveries == Some(0) {
-        return Err(Error::invalid("MAX DELIVERIES must be at least 1"));
+        return Err(Error::option(
+            "MAX DELIVERIES",
+            "MAX DELIVERIES must be at least 1",
+        ));
     }
     if o.ack_wait.is_some_and(|d| d.is_zero()) {
-        return Err(Error::invalid("ACK WAIT must be longer than 0"));
+        return Err(Error::option("ACK WAIT", "ACK WAIT must be longer than 0"));
     }
     check_fits_i64(o)
 }
@@ -206,28 +220,35 @@ fn check_options(kind: TopicKind, o: &TopicOptions) -> Result<()> {
 /// Durations (in ms), sizes and counts are stored as SQLite's i64: refuse,
 /// never clamp, what does not fit.
 fn check_fits_i64(o: &TopicOptions) -> Result<()> {
-    let too_large = |what: &str| {
-        Err(Error::invalid(format!(
-            "{what} is too large: at most {} (2^63 - 1)",
-            i64::MAX
-        )))
+    // `what` is the option, then what it counts when that is not plain.
+    let too_large = |option: &str, what: &str| {
+        Err(Error::option(
+            option,
+            format!("{what} is too large: at most {} (2^63 - 1)", i64::MAX),
+        ))
     };
     let ms_over = |d: Option<Duration>| d.is_some_and(|d| i64::try_from(d.as_millis()).is_err());
     let over = |n: Option<u64>| n.is_some_and(|n| i64::try_from(n).is_err());
     match o.retention {
-        Some(Retention::Age(d)) if ms_over(Some(d)) => return too_large("RETENTION (in ms)"),
-        Some(Retention::Size(n)) if over(Some(n)) => return too_large("RETENTION (in bytes)"),
-        Some(Retention::Messages(n)) if over(Some(n)) => return too_large("RETENTION MESSAGES"),
+        Some(Retention::Age(d)) if ms_over(Some(d)) => {
+            return too_large("RETENTION", "RETENTION (in ms)");
+        }
+        Some(Retention::Size(n)) if over(Some(n)) => {
+            return too_large("RETENTION", "RETENTION (in bytes)");
+        }
+        Some(Retention::Messages(n)) if over(Some(n)) => {
+            return too_large("RETENTION", "RETENTION MESSAGES");
+        }
         _ => {}
     }
     if over(o.max_length) {
-        return too_large("MAX LENGTH");
+        return too_large("MAX LENGTH", "MAX LENGTH");
     }
     if ms_over(o.dedup_window) {
-        return too_large("DEDUP WINDOW (in ms)");
+        return too_large("DEDUP WINDOW", "DEDUP WINDOW (in ms)");
     }
     if ms_over(o.ack_wait) {
-        return too_large("ACK WAIT (in ms)");
+        return too_large("ACK WAIT", "ACK WAIT (in ms)");
     }
     Ok(())
 }
@@ -239,10 +260,10 @@ pub(crate) const RESERVED_NAMES: &[&str] = &["TOPICS", "GROUPS", "PROCESSED", "D
 /// Checks a new topic's name and options (before anything is written).
 pub(crate) fn check_new(kind: TopicKind, name: &str, o: &TopicOptions) -> Result<()> {
     validate_name(kind_str(kind), name)?;
-    if let Some(r) = RESERVED_NAMES.iter().find(|r| r.eq_ignore_ascii_case(name)) {
-        return Err(Error::invalid(format!(
-            "'{name}' is a reserved name ({r} is a system source of SELECT): choose another name"
-        )));
+    // The message names the source in upper case: the name, since every
+    // reserved name is ASCII.
+    if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(invalid_name(kind_str(kind), name, NameProblem::Reserved));
     }
     check_options(kind, o)
 }
@@ -294,21 +315,24 @@ pub(crate) fn insert(
 /// partitions that may only grow).
 pub(crate) fn check_alter(t: &TopicInfo, kind: TopicKind, o: &TopicOptions) -> Result<()> {
     if t.kind != kind {
-        return Err(Error::invalid(format!(
-            "'{}' is a {}, not a {}",
-            t.name,
-            kind_str(t.kind),
-            kind_str(kind)
-        )));
+        return Err(Error::WrongKind {
+            name: t.name.clone(),
+            is: t.kind,
+            expected: kind,
+            statement: "ALTER".into(),
+        });
     }
     check_options(kind, o)?;
     if let Some(p) = o.partitions
         && p < t.partitions
     {
-        return Err(Error::invalid(format!(
-            "PARTITIONS can only grow ('{}' has {}; keyed messages would move)",
-            t.name, t.partitions
-        )));
+        return Err(Error::option(
+            "PARTITIONS",
+            format!(
+                "PARTITIONS can only grow ('{}' has {}; keyed messages would move)",
+                t.name, t.partitions
+            ),
+        ));
     }
     Ok(())
 }
@@ -384,11 +408,9 @@ pub(crate) fn delete(conn: &Connection, topic_id: i64) -> Result<()> {
     Ok(())
 }
 
+/// The kind as `mq_topics.kind` stores it (and DESCRIBE shows it).
 pub(crate) fn kind_str(k: TopicKind) -> &'static str {
-    match k {
-        TopicKind::Topic => "topic",
-        TopicKind::Queue => "queue",
-    }
+    k.noun()
 }
 
 fn overflow_str(o: Overflow) -> &'static str {

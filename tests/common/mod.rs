@@ -57,6 +57,14 @@ pub fn err(db: &Database, sql: &str) -> String {
     }
 }
 
+/// The error of a statement that must fail.
+pub fn fail(db: &Database, sql: &str) -> mqlite::Error {
+    match db.execute(sql) {
+        Ok(rs) => panic!("{sql}: expected an error, got {rs:?}"),
+        Err(e) => e,
+    }
+}
+
 /// The bytes of every table that matters, to prove a failed statement changed nothing.
 pub fn snapshot(db: &Database) -> String {
     let mut s = String::new();
