@@ -6,6 +6,7 @@ use rusqlite::params;
 use crate::group::{self, GroupInfo, pending};
 use crate::storage::tx::Ctx;
 use crate::topic::TopicInfo;
+use crate::units::Count;
 use crate::{Error, Result};
 
 /// Copies a message into the dead-letter table. Does nothing if the message
@@ -83,8 +84,8 @@ pub(crate) fn purge(ctx: &Ctx<'_>, ids: &[i64]) -> Result<u64> {
 
 /// How many dead letters a group has of a topic.
 pub(crate) fn count(conn: &rusqlite::Connection, group_id: i64, topic_id: i64) -> Result<u64> {
-    let n: i64 = conn
+    let n: Count = conn
         .prepare_cached("SELECT COUNT(*) FROM mq_dlq WHERE group_id = ?1 AND topic_id = ?2")?
         .query_row(params![group_id, topic_id], |r| r.get(0))?;
-    Ok(u64::try_from(n).unwrap_or(0))
+    Ok(n.0)
 }

@@ -29,7 +29,7 @@ pub(crate) use subscription::{
     subscribe, unsubscribe,
 };
 
-use crate::units::dur;
+use crate::units::Millis;
 use crate::{Error, Result};
 
 /// A stored consumer group.
@@ -165,7 +165,7 @@ fn group_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<GroupInfo> {
         queue_topic_id: r.get(2)?,
         ordered: r.get::<_, i64>(3)? != 0,
         max_deliveries: r.get(4)?,
-        ack_wait: r.get::<_, Option<i64>>(5)?.map(dur),
+        ack_wait: r.get::<_, Option<Millis>>(5)?.map(|m| m.0),
     })
 }
 

@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ranges;
+use crate::units::DeliveryId;
 use crate::{Error, Result};
 
 /// Forgets one message of a group: its pending row, stale ids and
@@ -175,7 +176,7 @@ pub(crate) fn find(conn: &Connection, id: u64) -> Result<InFlight> {
     {
         return Ok(l);
     }
-    let current: Option<Option<i64>> = conn
+    let current: Option<Option<DeliveryId>> = conn
         .prepare_cached(
             "SELECT p.delivery_id FROM mq_stale s JOIN mq_pending p ON p.group_id = s.group_id
              AND p.topic_id = s.topic_id AND p.partition = s.partition AND p.offset = s.offset
@@ -186,7 +187,7 @@ pub(crate) fn find(conn: &Connection, id: u64) -> Result<InFlight> {
     match current {
         Some(Some(now_id)) => Err(Error::StaleDelivery {
             id,
-            redelivered_as: u64::try_from(now_id).unwrap_or(0),
+            redelivered_as: now_id.0,
         }),
         _ => Err(Error::UnknownDelivery(id)),
     }

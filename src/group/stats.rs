@@ -4,6 +4,7 @@
 use rusqlite::{Connection, params};
 
 use crate::Result;
+use crate::units::Count;
 
 /// A group's counts on one topic (`SHOW GROUPS`, `SELECT ... FROM GROUPS`).
 pub(crate) struct Row {
@@ -15,10 +16,6 @@ pub(crate) struct Row {
     pub(crate) pending: u64,
     pub(crate) lag: u64,
     pub(crate) ordered: bool,
-}
-
-fn count(n: i64) -> u64 {
-    u64::try_from(n).unwrap_or(0)
 }
 
 /// One row per group and topic it reads, by group and topic name;
@@ -34,7 +31,7 @@ pub(crate) fn stats(conn: &Connection, only_topic: Option<i64>) -> Result<Vec<Ro
          WHERE (?1 IS NULL OR c.topic_id = ?1)
          GROUP BY c.group_id, c.topic_id ORDER BY g.name, t.name",
     )?;
-    let rows: Vec<(String, String, u32, i64, i64, i64, i64)> = st
+    let rows: Vec<(String, String, u32, bool, i64, i64, Count)> = st
         .query_map([only_topic], |r| {
             Ok((
                 r.get(0)?,
@@ -49,7 +46,7 @@ pub(crate) fn stats(conn: &Connection, only_topic: Option<i64>) -> Result<Vec<Ro
         .collect::<rusqlite::Result<_>>()?;
     let mut out = Vec::with_capacity(rows.len());
     for (group, topic, partitions, ordered, group_id, topic_id, lag) in rows {
-        let (pending, waiting): (i64, i64) = conn
+        let (pending, waiting): (Count, Count) = conn
             .prepare_cached(
                 "SELECT COALESCE(SUM(attempt > 0), 0)
                         + (SELECT COALESCE(SUM(count - settled), 0) FROM mq_leases WHERE group_id = ?1 AND topic_id = ?2),
@@ -63,9 +60,9 @@ pub(crate) fn stats(conn: &Connection, only_topic: Option<i64>) -> Result<Vec<Ro
             group,
             topic,
             partitions,
-            pending: count(pending),
-            lag: count(lag + waiting),
-            ordered: ordered != 0,
+            pending: pending.0,
+            lag: lag.0 + waiting.0,
+            ordered,
         });
     }
     Ok(out)
@@ -73,10 +70,10 @@ pub(crate) fn stats(conn: &Connection, only_topic: Option<i64>) -> Result<Vec<Ro
 
 /// How many groups read a topic.
 pub(crate) fn readers(conn: &Connection, topic_id: i64) -> Result<u64> {
-    let n: i64 = conn.query_row(
+    let n: Count = conn.query_row(
         "SELECT COUNT(DISTINCT group_id) FROM mq_cursors WHERE topic_id = ?1",
         [topic_id],
         |r| r.get(0),
     )?;
-    Ok(count(n))
+    Ok(n.0)
 }

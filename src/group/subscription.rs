@@ -9,7 +9,7 @@ use super::pattern::{pattern_matches, validate_pattern};
 use super::{GroupInfo, StartFrom, Subscription, cursor, get, pending, reads_topic};
 use crate::storage::tx::{Ctx, next_counter};
 use crate::topic::{self, TopicInfo, TopicKind};
-use crate::units::ms;
+use crate::units::Millis;
 use crate::{Error, Result};
 
 pub(crate) fn create_queue_group(
@@ -217,7 +217,7 @@ fn update_group(conn: &Connection, g: &GroupInfo, s: &Subscription) -> Result<i6
     if let Some(d) = s.ack_wait {
         conn.execute(
             "UPDATE mq_groups SET ack_wait_ms = ?2 WHERE id = ?1",
-            params![g.id, ms(d)],
+            params![g.id, Millis(d)],
         )?;
     }
     Ok(g.id)
@@ -252,7 +252,7 @@ fn insert_group(
             group,
             s.ordered,
             s.max_deliveries,
-            s.ack_wait.map(ms),
+            s.ack_wait.map(Millis),
             start,
             start_value,
             now

@@ -6,6 +6,7 @@ use rusqlite::{Connection, params};
 use crate::Result;
 use crate::storage::space::give_back_free_pages;
 use crate::storage::tx::Ctx;
+use crate::units::Offset;
 
 /// Deletes the messages of a partition below `below`, keeping `low_offset` and `bytes` true.
 /// Returns how many were deleted.
@@ -159,13 +160,13 @@ pub(crate) fn scan_page(
     let mut last = after;
     let mut n = 0;
     while let Some(r) = rows.next()? {
-        let offset: i64 = r.get(0)?;
-        last = offset;
+        let offset: Offset = r.get(0)?;
+        last = offset.0 as i64;
         n += 1;
         let rec = Record {
             row: r,
             partition,
-            offset: u64::try_from(offset).unwrap_or(0),
+            offset: offset.0,
         };
         if !f(&rec) {
             return Ok((last, n, true));

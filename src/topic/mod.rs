@@ -19,7 +19,7 @@ pub use crate::kind::TopicKind;
 
 use crate::kind::MAX_NAME_BYTES;
 use crate::storage::tx::next_counter;
-use crate::units::{dur, ms};
+use crate::units::{Count, Millis, Offset};
 use crate::{Error, NameProblem, Result};
 
 /// How long a topic keeps messages.
@@ -136,22 +136,27 @@ fn invalid_name(what: &str, name: &str, problem: NameProblem) -> Error {
     }
 }
 
-fn retention_to_sql(r: Retention) -> (&'static str, Option<i64>) {
+/// How a retention is stored: its kind, and its value (ms, bytes or a
+/// message count; `check_options` refused what does not fit).
+fn retention_to_sql(r: Retention) -> (&'static str, Option<Count>) {
     match r {
-        Retention::Age(d) => ("age", Some(ms(d))),
-        Retention::Size(b) => ("size", Some(i64::try_from(b).unwrap_or(i64::MAX))),
-        Retention::Messages(n) => ("messages", Some(i64::try_from(n).unwrap_or(i64::MAX))),
+        Retention::Age(d) => (
+            "age",
+            Some(Count(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+        ),
+        Retention::Size(b) => ("size", Some(Count(b))),
+        Retention::Messages(n) => ("messages", Some(Count(n))),
         Retention::UntilConsumed => ("until_consumed", None),
         Retention::Forever => ("forever", None),
     }
 }
 
-fn retention_from_sql(kind: &str, value: Option<i64>) -> Retention {
-    let v = value.unwrap_or(0);
+fn retention_from_sql(kind: &str, value: Option<Count>) -> Retention {
+    let v = value.map_or(0, |c| c.0);
     match kind {
-        "age" => Retention::Age(dur(v)),
-        "size" => Retention::Size(u64::try_from(v).unwrap_or(0)),
-        "messages" => Retention::Messages(u64::try_from(v).unwrap_or(0)),
+        "age" => Retention::Age(std::time::Duration::from_millis(v)),
+        "size" => Retention::Size(v),
+        "messages" => Retention::Messages(v),
         "until_consumed" => Retention::UntilConsumed,
         _ => Retention::Forever,
     }
@@ -294,11 +299,11 @@ pub(crate) fn insert(
             partitions,
             rk,
             rv,
-            o.max_length.map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
+            o.max_length.map(Count),
             overflow_str(o.overflow.unwrap_or(Overflow::Reject)),
-            ms(o.dedup_window.unwrap_or(DEFAULT_DEDUP_WINDOW)),
+            Millis(o.dedup_window.unwrap_or(DEFAULT_DEDUP_WINDOW)),
             o.max_deliveries.unwrap_or(DEFAULT_MAX_DELIVERIES),
-            ms(o.ack_wait.unwrap_or(DEFAULT_ACK_WAIT)),
+            Millis(o.ack_wait.unwrap_or(DEFAULT_ACK_WAIT)),
             now,
         ],
     )?;
@@ -364,7 +369,7 @@ pub(crate) fn update(conn: &Connection, t: &TopicInfo, o: &TopicOptions) -> Resu
     if let Some(m) = o.max_length {
         conn.execute(
             "UPDATE mq_topics SET max_length = ?2 WHERE id = ?1",
-            params![t.id, i64::try_from(m).unwrap_or(i64::MAX)],
+            params![t.id, Count(m)],
         )?;
     }
     if let Some(ov) = o.overflow {
@@ -376,7 +381,7 @@ pub(crate) fn update(conn: &Connection, t: &TopicInfo, o: &TopicOptions) -> Resu
     if let Some(d) = o.dedup_window {
         conn.execute(
             "UPDATE mq_topics SET dedup_window_ms = ?2 WHERE id = ?1",
-            params![t.id, ms(d)],
+            params![t.id, Millis(d)],
         )?;
     }
     if let Some(m) = o.max_deliveries {
@@ -388,7 +393,7 @@ pub(crate) fn update(conn: &Connection, t: &TopicInfo, o: &TopicOptions) -> Resu
     if let Some(d) = o.ack_wait {
         conn.execute(
             "UPDATE mq_topics SET ack_wait_ms = ?2 WHERE id = ?1",
-            params![t.id, ms(d)],
+            params![t.id, Millis(d)],
         )?;
     }
     Ok(())
@@ -447,17 +452,15 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TopicInfo> {
         },
         partitions: r.get(3)?,
         retention: retention_from_sql(rk, r.get(5)?),
-        max_length: r
-            .get::<_, Option<i64>>(6)?
-            .map(|v| u64::try_from(v).unwrap_or(0)),
+        max_length: r.get::<_, Option<Count>>(6)?.map(|c| c.0),
         overflow: if overflow == "drop_oldest" {
             Overflow::DropOldest
         } else {
             Overflow::Reject
         },
-        dedup_window: dur(r.get(8)?),
+        dedup_window: r.get::<_, Millis>(8)?.0,
         max_deliveries: r.get(9)?,
-        ack_wait: dur(r.get(10)?),
+        ack_wait: r.get::<_, Millis>(10)?.0,
     })
 }
 
@@ -493,9 +496,9 @@ pub(crate) fn stats(conn: &Connection, topic_id: i64) -> Result<TopicStats> {
     )?;
     Ok(st.query_row([topic_id], |r| {
         Ok(TopicStats {
-            messages: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-            bytes: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-            appended: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+            messages: r.get::<_, Count>(0)?.0,
+            bytes: r.get::<_, Count>(1)?.0,
+            appended: r.get::<_, Count>(2)?.0,
         })
     })?)
 }
@@ -545,8 +548,8 @@ pub(crate) fn partitions(conn: &Connection, name: &str) -> Result<Vec<PartitionI
     let rows = st.query_map([t.id], |r| {
         Ok(PartitionInfo {
             partition: r.get(0)?,
-            low_offset: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-            next_offset: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+            low_offset: r.get::<_, Offset>(1)?.0,
+            next_offset: r.get::<_, Offset>(2)?.0,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
