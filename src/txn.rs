@@ -252,7 +252,13 @@ impl Transaction {
             });
         }
         let db = self.db.clone();
-        self.step(|c| delivery::consume_once(c, request, db.ids()))
+        self.step(|c| {
+            let got = delivery::consume_once(c, request, db.ids())?;
+            if !got.is_empty() {
+                c.due_changed();
+            }
+            Ok(got)
+        })
     }
 
     /// Acknowledges deliveries in this transaction.

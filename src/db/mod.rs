@@ -14,7 +14,7 @@ mod write;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::ThreadId;
 use std::time::Instant;
 
@@ -22,6 +22,7 @@ use rusqlite::Connection;
 
 use crate::delivery::ids::IdBlock;
 use crate::storage::group_commit::GroupCommit;
+use crate::storage::watch::Watch;
 use crate::storage::{self, Durability, Pool};
 use crate::sync::lock;
 use crate::topic::TopicDefs;
@@ -107,7 +108,8 @@ impl DatabaseBuilder {
                 disk_ok_until: AtomicU64::new(0),
                 opened: Instant::now(),
                 clock_checked: Mutex::new(None),
-                notify: Notify::default(),
+                notify: Arc::default(),
+                watch: OnceLock::new(),
                 ids: Mutex::new(IdBlock::default()),
                 group_commit: GroupCommit::default(),
                 topics: Mutex::default(),
@@ -128,11 +130,20 @@ impl Drop for Inner {
     }
 }
 
-/// Wakes consumers of this handle waiting in CONSUME ... WAIT.
+/// Wakes consumers of this handle waiting in CONSUME ... WAIT: a count of
+/// wake-ups and a condition variable to sleep on.
 #[derive(Default)]
 struct Notify {
     seq: Mutex<u64>,
     cv: Condvar,
+}
+
+impl Notify {
+    fn bump(&self) {
+        let mut seq = lock(&self.seq);
+        *seq += 1;
+        self.cv.notify_all();
+    }
 }
 
 struct Inner {
@@ -155,7 +166,11 @@ struct Inner {
     disk_ok_until: AtomicU64,
     /// When this handle was opened: the origin of `disk_ok_until`.
     opened: Instant,
-    notify: Notify,
+    notify: Arc<Notify>,
+    /// The watch of the file's directory that turns other processes'
+    /// signals into wake-ups; started by the first CONSUME ... WAIT (None
+    /// inside: the system offers none, waiters poll).
+    watch: OnceLock<Option<Watch>>,
     /// Delivery ids reserved for this handle.
     ids: Mutex<IdBlock>,
     /// Connections for explicit transactions.
@@ -273,9 +288,7 @@ impl Database {
 
     /// Wakes this handle's consumers waiting in CONSUME ... WAIT.
     pub(crate) fn wake_waiters(&self) {
-        let mut seq = lock(&self.inner.notify.seq);
-        *seq += 1;
-        self.inner.notify.cv.notify_all();
+        self.inner.notify.bump();
     }
 }
 

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use super::Database;
 use crate::delivery::{MAX_CONSUME, ids};
 use crate::storage::tx::{Ctx, Effects, begin_immediate, rollback, run_cached};
-use crate::storage::{self, Durability, space};
+use crate::storage::{self, Durability, space, watch};
 use crate::sync::lock;
 use crate::topic::TopicDefs;
 use crate::{Error, Result};
@@ -108,6 +108,7 @@ impl Database {
         }
         if effects.take_deliverable() {
             self.wake_waiters();
+            watch::signal(&self.inner.wal);
         }
     }
 

@@ -289,6 +289,23 @@ fn resolve(c: &Connection, req: &ConsumeRequest) -> Result<(GroupInfo, Option<i6
     }
 }
 
+/// When something of the request's group next becomes due by itself (ms
+/// since the epoch): a lease running out, a NACK DELAY or a delayed
+/// message ending, in any process. None when nothing is waiting for time.
+/// A CONSUME that found nothing sleeps until then at most.
+pub(crate) fn next_due(c: &Connection, req: &ConsumeRequest, now: i64) -> Result<Option<i64>> {
+    let (g, topic_id) = resolve(c, req)?;
+    Ok(c.prepare_cached(
+        "SELECT MIN(t) FROM (
+           SELECT MIN(visible_at) AS t FROM mq_pending
+           WHERE group_id = ?1 AND visible_at > ?2 AND (?3 IS NULL OR topic_id = ?3)
+           UNION ALL
+           SELECT MIN(visible_at) FROM mq_leases
+           WHERE group_id = ?1 AND visible_at > ?2 AND (?3 IS NULL OR topic_id = ?3))",
+    )?
+    .query_row(rusqlite::params![g.id, now, topic_id], |r| r.get(0))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ mod pool;
 mod schema;
 pub(crate) mod space;
 pub(crate) mod tx;
+pub(crate) mod watch;
 
 use std::cell::Cell;
 use std::ffi::c_int;

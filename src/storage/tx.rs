@@ -17,7 +17,9 @@ pub(crate) struct Effects {
     /// A partition was drained while the file had free pages: give them back.
     shrink: Cell<bool>,
     /// Something became deliverable (a publish, a NACK, a REPLAY, a
-    /// requeued dead letter): wake waiting consumers.
+    /// requeued dead letter), or when something becomes due changed (a
+    /// lease was granted): wake waiting consumers, here and in other
+    /// processes.
     deliverable: Cell<bool>,
 }
 
@@ -61,6 +63,13 @@ impl<'a> Ctx<'a> {
 
     /// Records that waiting consumers should look again after the commit.
     pub(crate) fn made_deliverable(&self) {
+        self.effects.deliverable.set(true);
+    }
+
+    /// Records that when something becomes due changed (a lease was
+    /// granted, whose expiry a waiter elsewhere must now wake for): waiting
+    /// consumers recompute their timers after the commit.
+    pub(crate) fn due_changed(&self) {
         self.effects.deliverable.set(true);
     }
 }
