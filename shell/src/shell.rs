@@ -15,7 +15,8 @@ use mqlite::{Database, Session};
 
 use crate::render::{self, Batch, Mode, RenderOptions};
 
-/// A progress callback drawing one bar per step (BENCH workload) on stderr.
+/// A progress callback drawing one bar per step (BENCH workload, EXPORT,
+/// IMPORT, REQUEUE) on stderr. IMPORT counts bytes of its file.
 fn progress_bar() -> impl FnMut(&str, u64, u64) + Send + 'static {
     let mut current: Option<(String, indicatif::ProgressBar)> = None;
     move |step, done, total| {
@@ -25,12 +26,15 @@ fn progress_bar() -> impl FnMut(&str, u64, u64) + Send + 'static {
                 bar.finish_and_clear();
             }
             let bar = indicatif::ProgressBar::new(total);
+            let template = if step == "IMPORT" {
+                "{msg:>20} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}"
+            } else {
+                "{msg:>20} [{bar:30}] {pos}/{len} {per_sec}"
+            };
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg:>20} [{bar:30}] {pos}/{len} {per_sec}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             bar.set_message(step.to_string());
             current = Some((step.to_string(), bar));

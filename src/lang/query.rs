@@ -25,7 +25,7 @@ enum Kind {
     Json,
     /// Header JSON object text; NULL is `{}`.
     Headers,
-    /// Payload: text, whatever its storage class.
+    /// Payload: text when UTF-8, else bytes (`Value::Bytes`).
     Payload,
     /// 0/1 shown as false/true.
     Bool,
@@ -452,6 +452,7 @@ fn to_value(v: ValueRef<'_>, kind: Kind) -> Value {
                 Err(_) => Value::Text(String::from_utf8_lossy(t).into_owned()),
             }
         }
+        (Kind::Payload, ValueRef::Blob(b)) => Value::payload(b.to_vec()),
         (_, ValueRef::Integer(i)) => Value::Int(i),
         (_, ValueRef::Real(f)) => Value::Float(f),
         (_, ValueRef::Text(t) | ValueRef::Blob(t)) => {

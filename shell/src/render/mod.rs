@@ -109,8 +109,16 @@ pub(crate) mod fixtures {
 
     /// Every `Value` variant, NULL included, in one row.
     pub fn every_value() -> ResultSet {
-        let mut rs =
-            ResultSet::with_columns(["null", "bool", "int", "float", "text", "json", "timestamp"]);
+        let mut rs = ResultSet::with_columns([
+            "null",
+            "bool",
+            "int",
+            "float",
+            "text",
+            "json",
+            "timestamp",
+            "bytes",
+        ]);
         rs.rows.push(vec![
             Value::Null,
             Value::Bool(true),
@@ -119,6 +127,7 @@ pub(crate) mod fixtures {
             Value::Text("héllo wörld".into()),
             Value::Json(serde_json::json!({"b": 1, "a": [true, null]})),
             Value::Timestamp(1_705_314_600_123),
+            Value::Bytes(vec![b'o', b'k', 0xff]),
         ]);
         rs
     }
