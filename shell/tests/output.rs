@@ -46,3 +46,22 @@ fn long_statements_draw_no_progress_on_a_pipe() {
     assert_eq!(stdout(&a), "{\"imported\":3000}\n{\"exported\":3000}\n");
     assert_eq!(stderr(&a), "", "no bar and no status on a pipe");
 }
+
+#[test]
+fn jsonl_gives_a_repeated_column_a_key_of_its_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("k.db");
+    let a = run(
+        &db,
+        &[],
+        "CREATE TOPIC t; PUBLISH t KEY 'k' 'x'; SELECT *, key, TRUE AS t FROM t;",
+    )
+    .success();
+    let out = stdout(&a);
+    let last = out.lines().last().expect("a row");
+    let row: serde_json::Value = serde_json::from_str(last).expect("JSON");
+    assert_eq!(row["key"], "k");
+    assert_eq!(row["key:1"], "k");
+    assert_eq!(row["t"], true);
+    assert_eq!(row.as_object().map(|o| o.len()), Some(8), "{last}");
+}
