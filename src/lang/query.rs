@@ -232,6 +232,11 @@ const GROUPS_COLUMNS: &[Column] = &[
         sql: "m.ordered",
         kind: Kind::Bool,
     },
+    Column {
+        name: "unacked",
+        sql: "m.unacked",
+        kind: Kind::Plain,
+    },
 ];
 
 const PROCESSED_COLUMNS: &[Column] = &[
@@ -953,12 +958,13 @@ pub(crate) fn groups_rows(groups: &[GroupStats]) -> Vec<Vec<SqlValue>> {
         .map(|g| {
             vec![
                 SqlValue::Text(g.group.clone()),
-                SqlValue::Text(g.topic.clone()),
+                g.topic.clone().map_or(SqlValue::Null, SqlValue::Text),
                 SqlValue::Integer(i64::from(g.partitions)),
                 int(g.pending),
                 int(g.lag),
                 int(g.dead),
                 SqlValue::Integer(i64::from(g.ordered)),
+                int(g.unacked),
             ]
         })
         .collect()
