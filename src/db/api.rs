@@ -154,7 +154,8 @@ impl Database {
     /// Changes options of a topic or queue.
     ///
     /// # Errors
-    /// `TopicNotFound`, `WrongKind`, `InvalidOption`.
+    /// `TopicNotFound` (`QueueNotFound` for a queue), `WrongKind`,
+    /// `InvalidOption`.
     pub fn alter(&self, kind: TopicKind, name: &str, options: &TopicOptions) -> Result<()> {
         self.write("ALTER", |c| catalog::alter(c, kind, name, options))
     }
@@ -163,7 +164,7 @@ impl Database {
     /// missing and `if_exists` is set.
     ///
     /// # Errors
-    /// `TopicNotFound`, `WrongKind`.
+    /// `TopicNotFound` (`QueueNotFound` for a queue), `WrongKind`.
     pub fn drop_topic(&self, kind: TopicKind, name: &str, if_exists: bool) -> Result<bool> {
         self.write("DROP", |c| catalog::drop(c, kind, name, if_exists))
     }
