@@ -73,7 +73,12 @@ pub fn run(shell: &mut Shell, path: &Path) -> rustyline::Result<()> {
                 pending.clear();
                 continue;
             }
-            Err(ReadlineError::Eof) => break,
+            Err(ReadlineError::Eof) => {
+                if !pending.trim().is_empty() {
+                    eprintln!("Not run (Ctrl-D before its ';'):\n{pending}");
+                }
+                break;
+            }
             Err(e) => return Err(e),
         };
         if pending.is_empty() && line.trim().is_empty() {

@@ -65,3 +65,60 @@ fn jsonl_gives_a_repeated_column_a_key_of_its_own() {
     assert_eq!(row["t"], true);
     assert_eq!(row.as_object().map(|o| o.len()), Some(8), "{last}");
 }
+
+#[test]
+fn table_mode_prints_a_status_line_for_a_statement_without_rows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("s.db");
+    let script = "CREATE TOPIC t; CREATE QUEUE q; SUBSCRIBE GROUP g TO t;
+                  PUBLISH t 'a', 'b'; REPLAY t GROUP g FROM BEGINNING; DROP QUEUE q;
+                  BEGIN; COMMIT; SELECT offset FROM t WHERE offset > 5;";
+    let a = run(&db, &["--mode", "table"], script).success();
+    let out = stdout(&a);
+    let lines: Vec<&str> = out.lines().collect();
+    for status in [
+        "CREATE TOPIC",
+        "CREATE QUEUE",
+        "SUBSCRIBE",
+        "REPLAY 2",
+        "DROP QUEUE",
+        "BEGIN",
+        "COMMIT",
+    ] {
+        assert!(lines.contains(&status), "{status} missing:\n{out}");
+    }
+    // Statements with rows print their table, an empty one included.
+    assert_eq!(out.matches("(2 rows)").count(), 1, "{out}");
+    assert_eq!(lines.last(), Some(&"(0 rows)"), "{out}");
+    // jsonl (and csv) stay silent, as the contract says.
+    let again = dir.path().join("j.db");
+    let a = run(&again, &["--json"], script).success();
+    let out = stdout(&a);
+    assert_eq!(out.lines().count(), 2, "only the PUBLISH rows:\n{out}");
+    let a = run(&dir.path().join("c.db"), &["--mode", "csv"], script).success();
+    assert!(!stdout(&a).contains("CREATE"), "{}", stdout(&a));
+}
+
+#[test]
+fn the_timer_shows_microseconds_and_its_state() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("t.db");
+    let a = mqlite()
+        .arg(&db)
+        .write_stdin(".timer\n.timer on\nCREATE TOPIC t;\n.timer\n")
+        .assert()
+        .success();
+    let out = stdout(&a);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.first(), Some(&"timer: off"), "{out}");
+    assert_eq!(lines.last(), Some(&"timer: on"), "{out}");
+    let time = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Run Time: "))
+        .unwrap_or_else(|| panic!("no run time:\n{out}"));
+    let digits = time.strip_suffix('s').expect("ends in s");
+    let (whole, frac) = digits.split_once('.').expect("a decimal point");
+    assert!(whole.chars().all(|c| c.is_ascii_digit()), "{time}");
+    assert_eq!(frac.len(), 6, "microseconds: {time}");
+    assert!(digits.parse::<f64>().expect("a number") > 0.0, "{time}");
+}
