@@ -44,7 +44,7 @@ pub(crate) fn create(
 /// Changes options of an existing topic or queue. New partitions are read
 /// from their start by every group that reads the topic.
 pub(crate) fn alter(ctx: &Ctx<'_>, kind: TopicKind, name: &str, o: &TopicOptions) -> Result<()> {
-    let t = topic::get(ctx, name)?;
+    let t = topic::find(ctx, name)?.ok_or_else(|| Error::not_found(kind, name))?;
     topic::check_alter(&t, kind, o)?;
     definitions_changed(ctx)?;
     if let Some(p) = o.partitions {
@@ -61,7 +61,7 @@ pub(crate) fn drop(ctx: &Ctx<'_>, kind: TopicKind, name: &str, if_exists: bool) 
         if if_exists {
             return Ok(false);
         }
-        return Err(Error::TopicNotFound(name.to_string()));
+        return Err(Error::not_found(kind, name));
     };
     if t.kind != kind {
         return Err(Error::WrongKind {

@@ -11,9 +11,14 @@ pub enum Error {
     /// A statement of the command language did not parse.
     #[error("{0}")]
     Syntax(#[from] ParseError),
-    /// The named topic or queue does not exist.
+    /// The named topic or queue does not exist (a statement that names a
+    /// queue gets [`Error::QueueNotFound`]).
     #[error("topic '{0}' does not exist")]
     TopicNotFound(String),
+    /// A statement that names a queue (DROP QUEUE, ALTER QUEUE, CONSUME FROM
+    /// without GROUP) found nothing by that name.
+    #[error("queue '{0}' does not exist")]
+    QueueNotFound(String),
     /// A topic or queue with that name already exists.
     #[error("topic '{0}' already exists")]
     TopicExists(String),
@@ -241,11 +246,14 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
-    /// The topic is at its MAX LENGTH and its overflow policy is REJECT.
-    #[error("topic '{topic}' is full ({max} messages, OVERFLOW REJECT)")]
+    /// The topic or queue is at its MAX LENGTH and its overflow policy is
+    /// REJECT.
+    #[error("{} '{topic}' is full ({max} messages, OVERFLOW REJECT)", kind.noun())]
     TopicFull {
-        /// The topic.
+        /// The topic or queue.
         topic: String,
+        /// Which of the two it is.
+        kind: TopicKind,
         /// Its max length.
         max: u64,
     },
@@ -393,6 +401,14 @@ fn take_refusal() -> Option<String> {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The error for a `kind` named `name` that does not exist.
+    pub(crate) fn not_found(kind: TopicKind, name: &str) -> Error {
+        match kind {
+            TopicKind::Topic => Error::TopicNotFound(name.to_string()),
+            TopicKind::Queue => Error::QueueNotFound(name.to_string()),
+        }
+    }
+
     /// An [`Error::InvalidOption`] for `option`.
     pub(crate) fn option(option: &str, message: impl Into<String>) -> Error {
         Error::InvalidOption {

@@ -13,8 +13,12 @@ pub enum Value {
     Int(i64),
     /// A floating point number.
     Float(f64),
-    /// Text (payloads are always text; invalid UTF-8 is replaced).
+    /// Text (a payload that is valid UTF-8, names, keys...).
     Text(String),
+    /// A payload that is not UTF-8, byte for byte. It shows (`Display`,
+    /// [`Value::to_json`], the shell) as text with U+FFFD in place of the
+    /// invalid bytes; [`Value::as_bytes`] gives the bytes.
+    Bytes(Vec<u8>),
     /// A JSON value that is rendered as JSON (headers, JSON sub-objects).
     Json(serde_json::Value),
     /// A point in time, ms since the Unix epoch; rendered as RFC 3339.
@@ -69,6 +73,25 @@ impl Value {
         }
     }
 
+    /// The bytes of a [`Value::Bytes`], or of a [`Value::Text`] (its UTF-8);
+    /// None for every other variant. Reads any payload byte for byte.
+    pub fn as_bytes(&self) -> Option<&[u8]> {
+        match self {
+            Value::Bytes(b) => Some(b),
+            Value::Text(s) => Some(s.as_bytes()),
+            _ => None,
+        }
+    }
+
+    /// A payload's value: [`Value::Text`] when it is UTF-8, else
+    /// [`Value::Bytes`].
+    pub(crate) fn payload(bytes: Vec<u8>) -> Value {
+        match String::from_utf8(bytes) {
+            Ok(text) => Value::Text(text),
+            Err(e) => Value::Bytes(e.into_bytes()),
+        }
+    }
+
     /// The boolean of a [`Value::Bool`]; None for every other variant.
     pub fn as_bool(&self) -> Option<bool> {
         match self {
@@ -106,6 +129,7 @@ impl Value {
                 .map(serde_json::Value::Number)
                 .unwrap_or(serde_json::Value::Null),
             Value::Text(s) => serde_json::Value::String(s.clone()),
+            Value::Bytes(b) => serde_json::Value::String(String::from_utf8_lossy(b).into_owned()),
             Value::Json(j) => j.clone(),
             Value::Timestamp(ms) => serde_json::Value::String(Value::format_timestamp(*ms)),
         }
@@ -121,6 +145,7 @@ impl fmt::Display for Value {
             Value::Int(i) => write!(f, "{i}"),
             Value::Float(x) => write!(f, "{x}"),
             Value::Text(s) => f.write_str(s),
+            Value::Bytes(b) => f.write_str(&String::from_utf8_lossy(b)),
             Value::Json(j) => write!(f, "{j}"),
             Value::Timestamp(ms) => f.write_str(&Value::format_timestamp(*ms)),
         }
@@ -329,6 +354,11 @@ impl<'a> Row<'a> {
         self.get(name)?.as_str()
     }
 
+    /// The column as bytes: a payload byte for byte ([`Value::as_bytes`]).
+    pub fn get_bytes(&self, name: &str) -> Option<&'a [u8]> {
+        self.get(name)?.as_bytes()
+    }
+
     /// The column as a boolean ([`Value::as_bool`]).
     pub fn get_bool(&self, name: &str) -> Option<bool> {
         self.get(name)?.as_bool()
@@ -474,6 +504,19 @@ mod tests {
         }
         assert_eq!(Value::Null.as_i64(), None);
         assert_eq!(Value::Null.as_str(), None);
+    }
+
+    #[test]
+    fn bytes_read_as_bytes_and_show_as_text() {
+        let b = Value::Bytes(vec![0xff, 0x00, 0xfe]);
+        assert_eq!(b.as_bytes(), Some(&[0xff, 0x00, 0xfe][..]));
+        assert_eq!(b.as_str(), None);
+        assert_eq!(b.to_string(), "\u{fffd}\0\u{fffd}");
+        assert_eq!(b.to_json(), json!("\u{fffd}\u{0}\u{fffd}"));
+        assert_eq!(Value::Text("hé".into()).as_bytes(), Some("hé".as_bytes()));
+        assert_eq!(Value::Int(1).as_bytes(), None);
+        assert_eq!(Value::payload(b"ok".to_vec()), Value::Text("ok".into()));
+        assert_eq!(Value::payload(vec![0xff]), Value::Bytes(vec![0xff]));
     }
 
     #[test]

@@ -66,6 +66,39 @@ fn wrong_kind_names_what_it_is_and_what_was_expected() {
 }
 
 #[test]
+fn a_missing_name_is_called_what_the_statement_called_it() {
+    let t = setup();
+    let db = &t.db;
+    for (statement, want) in [
+        ("DROP QUEUE nope", Error::QueueNotFound("nope".into())),
+        (
+            "ALTER QUEUE nope SET ACK WAIT 5s",
+            Error::QueueNotFound("nope".into()),
+        ),
+        ("CONSUME FROM nope", Error::QueueNotFound("nope".into())),
+        ("DROP TOPIC nope", Error::TopicNotFound("nope".into())),
+        (
+            "ALTER TOPIC nope SET RETENTION 1d",
+            Error::TopicNotFound("nope".into()),
+        ),
+        ("PUBLISH nope 'x'", Error::TopicNotFound("nope".into())),
+    ] {
+        let e = fail(db, statement);
+        assert_eq!(e.to_string(), want.to_string(), "{statement}");
+        match (&e, &want) {
+            (Error::QueueNotFound(a), Error::QueueNotFound(b))
+            | (Error::TopicNotFound(a), Error::TopicNotFound(b)) => assert_eq!(a, b),
+            _ => panic!("{statement}: {e:?}, expected {want:?}"),
+        }
+    }
+    assert_eq!(
+        fail(db, "DROP QUEUE nope").to_string(),
+        "queue 'nope' does not exist"
+    );
+    db.execute("DROP QUEUE IF EXISTS nope").unwrap();
+}
+
+#[test]
 fn a_partition_out_of_range_says_how_many_there_are() {
     let t = setup();
     let db = &t.db;
@@ -227,7 +260,7 @@ fn invalid_options_name_the_option() {
             )
             .unwrap_err(),
             "PARTITIONS",
-            "PARTITIONS can only grow ('orders' has 2; keyed messages would move)",
+            "PARTITIONS can only grow ('orders' has 2): stored messages cannot leave their partition",
         ),
         (
             db.subscribe("h", &Subscription::topic("orders").max_deliveries(0))

@@ -206,10 +206,13 @@ fn max_length_reject_and_drop_oldest() {
         .unwrap();
     let e = fail(db, "PUBLISH small 'c'");
     assert!(
-        matches!(&e, Error::TopicFull { topic, max: 2 } if topic == "small"),
+        matches!(&e, Error::TopicFull { topic, kind: TopicKind::Queue, max: 2 } if topic == "small"),
         "{e:?}"
     );
-    assert!(e.to_string().contains("'small' is full"), "{e}");
+    assert_eq!(
+        e.to_string(),
+        "queue 'small' is full (2 messages, OVERFLOW REJECT)"
+    );
     db.execute("CREATE QUEUE ring MAX LENGTH 2 OVERFLOW DROP OLDEST; PUBLISH ring 'a', 'b', 'c'")
         .unwrap();
     let left: Vec<_> = rows(db, "SELECT payload FROM ring")

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{fail, open, rows};
-use mqlite::{ConsumeRequest, Error, FileProblem, Message};
+use mqlite::{ConsumeRequest, Error, FileProblem, Message, Value};
 use serde_json::json;
 
 fn payloads(db: &mqlite::Database, req: ConsumeRequest) -> Vec<String> {
@@ -184,6 +184,84 @@ fn export_then_import_round_trips_messages() {
         fail(db, "EXPORT nope TO '/tmp/x.jsonl'"),
         Error::TopicNotFound(t) if t == "nope"
     ));
+}
+
+#[test]
+fn export_then_import_is_lossless() {
+    let t = open();
+    let db = &t.db;
+    let file = t.dir.path().join("bin.jsonl");
+    let f = file.to_str().unwrap();
+    db.execute("CREATE TOPIC src PARTITIONS 2; CREATE TOPIC copy PARTITIONS 2")
+        .unwrap();
+    db.publish(
+        "src",
+        Message::new(vec![0xff, 0x00, 0xfe])
+            .key("bin")
+            .header("type", "raw"),
+    )
+    .unwrap();
+    t.clock.advance(Duration::from_secs(60));
+    db.publish("src", Message::new("{\"n\": 1}").partition(1))
+        .unwrap();
+    t.clock.advance(Duration::from_secs(60));
+    db.publish("src", Message::new("héllo").partition(0))
+        .unwrap();
+    rows(db, &format!("EXPORT src TO '{f}'"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains(r#""payload_base64":"/wD+""#), "{text}");
+    assert!(text.contains(r#""payload":"héllo""#), "{text}");
+    assert!(!text.contains('\u{fffd}'), "{text}");
+
+    // An hour later: the copies keep the original times, not the import's.
+    t.clock.advance(Duration::from_secs(3600));
+    assert_eq!(
+        rows(db, &format!("IMPORT '{f}' INTO copy")),
+        [json!({"imported": 3})]
+    );
+    let all = "SELECT partition, offset, timestamp, key, headers, payload";
+    let a = db.execute(&format!("{all} FROM src")).unwrap();
+    let b = db.execute(&format!("{all} FROM copy")).unwrap();
+    assert_eq!(
+        a, b,
+        "byte for byte, with keys, headers, times and partitions"
+    );
+    let bin = b.iter().find(|r| r.get_str("key") == Some("bin")).unwrap();
+    assert_eq!(bin.get_bytes("payload"), Some(&[0xff, 0x00, 0xfe][..]));
+    assert_eq!(
+        bin.get("payload"),
+        Some(&Value::Bytes(vec![0xff, 0x00, 0xfe]))
+    );
+
+    // Importing again: times never go back within a partition, so the
+    // copies of older messages take their partition's latest time.
+    rows(db, &format!("IMPORT '{f}' INTO copy"));
+    let times = db
+        .execute("SELECT partition, timestamp FROM copy WHERE offset >= 1")
+        .unwrap();
+    for row in &times {
+        let p = row.get_i64("partition").unwrap();
+        let latest = b
+            .iter()
+            .filter(|r| r.get_i64("partition") == Some(p))
+            .filter_map(|r| r.get("timestamp").cloned())
+            .next_back()
+            .unwrap();
+        assert!(row.get("timestamp").unwrap().as_timestamp() >= latest.as_timestamp());
+    }
+    // A time in the future comes in as now.
+    std::fs::write(
+        &file,
+        "{\"payload\": \"later\", \"timestamp\": \"2999-01-01T00:00:00Z\"}\n",
+    )
+    .unwrap();
+    db.execute("CREATE TOPIC one").unwrap();
+    rows(db, &format!("IMPORT '{f}' INTO one"));
+    let now = Value::Timestamp(db.now_ms());
+    assert_eq!(
+        db.execute("SELECT timestamp FROM one").unwrap().rows[0][0],
+        now
+    );
 }
 
 #[test]

@@ -29,24 +29,8 @@ const MAX_NAMES: usize = 100;
 /// # Errors
 /// Fails when the terminal cannot be read.
 pub fn run(shell: &mut Shell, path: &Path) -> rustyline::Result<()> {
-    let config = Config::builder()
-        .auto_add_history(false)
-        .history_ignore_dups(true)?
-        .max_history_size(10_000)?
-        .completion_type(CompletionType::List)
-        .build();
-    let mut editor: Editor<ReplHelper, FileHistory> = Editor::with_config(config)?;
-    editor.set_helper(Some(ReplHelper {
-        hinter: HistoryHinter::new(),
-        db: shell.db.clone(),
-    }));
     let history = history_path();
-    if let Some(file) = &history
-        && file.exists()
-        && let Err(e) = editor.load_history(file)
-    {
-        eprintln!("warning: cannot load history from {}: {e}", file.display());
-    }
+    let mut editor = editor(&shell.db, history.as_deref())?;
     if let Err(e) = shell.handle_ctrl_c(true) {
         eprintln!("warning: Ctrl-C will not stop running statements: {e}");
     }
@@ -73,7 +57,12 @@ pub fn run(shell: &mut Shell, path: &Path) -> rustyline::Result<()> {
                 pending.clear();
                 continue;
             }
-            Err(ReadlineError::Eof) => break,
+            Err(ReadlineError::Eof) => {
+                if !pending.trim().is_empty() {
+                    eprintln!("Not run (Ctrl-D before its ';'):\n{pending}");
+                }
+                break;
+            }
             Err(e) => return Err(e),
         };
         if pending.is_empty() && line.trim().is_empty() {
@@ -106,6 +95,32 @@ pub fn run(shell: &mut Shell, path: &Path) -> rustyline::Result<()> {
         eprintln!("The open transaction was rolled back (it had no COMMIT).");
     }
     Ok(())
+}
+
+/// The line editor, completing names from `db`, with the history in
+/// `history` loaded.
+fn editor(
+    db: &Database,
+    history: Option<&Path>,
+) -> rustyline::Result<Editor<ReplHelper, FileHistory>> {
+    let config = Config::builder()
+        .auto_add_history(false)
+        .history_ignore_dups(true)?
+        .max_history_size(10_000)?
+        .completion_type(CompletionType::List)
+        .build();
+    let mut editor: Editor<ReplHelper, FileHistory> = Editor::with_config(config)?;
+    editor.set_helper(Some(ReplHelper {
+        hinter: HistoryHinter::new(),
+        db: db.clone(),
+    }));
+    if let Some(file) = history
+        && file.exists()
+        && let Err(e) = editor.load_history(file)
+    {
+        eprintln!("warning: cannot load history from {}: {e}", file.display());
+    }
+    Ok(editor)
 }
 
 /// `shop.db> ` and a continuation prompt of the same width, `...> ` right-aligned.

@@ -2,6 +2,7 @@
 //! and the REPL have in common.
 
 pub(crate) mod dot;
+mod status;
 
 use std::fmt;
 use std::io::{self, BufRead, BufWriter, IsTerminal, Write};
@@ -13,9 +14,10 @@ use mqlite::lang::ast::Statement;
 use mqlite::lang::{ParseError, is_complete, parse_script};
 use mqlite::{Database, Session};
 
-use crate::render::{self, Batch, Mode, RenderOptions};
+use crate::render::{Batch, Mode, Printer, RenderOptions};
 
-/// A progress callback drawing one bar per step (BENCH workload) on stderr.
+/// A progress callback drawing one bar per step (BENCH workload, EXPORT,
+/// IMPORT, REQUEUE) on stderr. IMPORT counts bytes of its file.
 fn progress_bar() -> impl FnMut(&str, u64, u64) + Send + 'static {
     let mut current: Option<(String, indicatif::ProgressBar)> = None;
     move |step, done, total| {
@@ -25,12 +27,15 @@ fn progress_bar() -> impl FnMut(&str, u64, u64) + Send + 'static {
                 bar.finish_and_clear();
             }
             let bar = indicatif::ProgressBar::new(total);
+            let template = if step == "IMPORT" {
+                "{msg:>20} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}"
+            } else {
+                "{msg:>20} [{bar:30}] {pos}/{len} {per_sec}"
+            };
             bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{msg:>20} [{bar:30}] {pos}/{len} {per_sec}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                indicatif::ProgressStyle::with_template(template)
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             bar.set_message(step.to_string());
             current = Some((step.to_string(), bar));
@@ -222,11 +227,13 @@ impl Shell {
         let mut out = BufWriter::new(stdout.lock());
         // In line mode, `More` only adds a blank line before the first row,
         // which keeps the rows of consecutive statements apart too.
-        let mut batch = if self.render.mode == Mode::Line && self.line_rows_printed {
-            Batch::More
-        } else {
-            Batch::First
-        };
+        let mut printer = Printer::new(
+            if self.render.mode == Mode::Line && self.line_rows_printed {
+                Batch::More
+            } else {
+                Batch::First
+            },
+        );
         let mut printed_rows = false;
         let mut write_error: Option<io::Error> = None;
         let opts = &self.render;
@@ -235,8 +242,9 @@ impl Shell {
         self.running.store(true, Ordering::SeqCst);
         let result = self.session.run(stmt, &mut |rs| {
             // Flush every batch: TAIL prints as messages arrive.
-            let written = render::render(&mut out, &rs, opts, batch).and_then(|()| out.flush());
-            batch = Batch::More;
+            let written = printer
+                .print(&mut out, &rs, opts)
+                .and_then(|()| out.flush());
             printed_rows |= !rs.rows.is_empty();
             written.map_err(|e| {
                 let err = mqlite::Error::Io(io::Error::new(e.kind(), e.to_string()));
@@ -250,10 +258,14 @@ impl Shell {
         if let Some(e) = write_error {
             return Err(e.into());
         }
+        // A TAIL ended by Ctrl-C (or an error) still closes its table.
+        printer.finish(&mut out)?;
         result.map_err(ShellError::Engine)?;
+        if self.render.mode == Mode::Table && !printer.printed_table() {
+            writeln!(out, "{}", status::line(stmt, &mut self.session))?;
+        }
         if self.timer {
-            let secs = start.elapsed().as_secs_f64();
-            writeln!(out, "Run Time: {secs:.3}s")?;
+            writeln!(out, "Run Time: {:.6}s", start.elapsed().as_secs_f64())?;
         }
         out.flush()?;
         if interrupted {

@@ -242,6 +242,112 @@ fn ctrl_d_exits_with_status_0() {
 }
 
 #[test]
+fn ctrl_d_says_which_unfinished_statement_it_dropped() {
+    let repl = Repl::start("eof-pending", "");
+    repl.type_text("CREATE TOPIC never");
+    repl.press("Enter");
+    repl.wait_for("the continuation prompt", |s| last_line(s) == "...>");
+    repl.type_text("PARTITIONS 2");
+    repl.press("Enter");
+    repl.wait_for("the continuation prompt", |s| last_line(s) == "...>");
+    repl.press("C-d");
+    let screen = repl.wait_for("mqlite to exit", |s| s.contains(EXITED));
+    assert!(
+        screen.contains("Not run (Ctrl-D before its ';'):"),
+        "{screen}"
+    );
+    let said = screen
+        .lines()
+        .skip_while(|l| !l.starts_with("Not run"))
+        .nth(1)
+        .unwrap_or_default();
+    assert_eq!(said.trim_end(), "CREATE TOPIC never", "{screen}");
+    assert_eq!(repl.exit_status(), Some(0));
+    let topics = Command::new(env!("CARGO_BIN_EXE_mqlite"))
+        .arg(repl.dir.path().join("shop.db"))
+        .arg("SHOW TOPICS")
+        .output()
+        .expect("run mqlite");
+    assert_eq!(String::from_utf8_lossy(&topics.stdout), "", "nothing ran");
+}
+
+#[test]
+fn statements_without_rows_print_a_status_and_the_timer_its_state() {
+    let repl = Repl::start("status", "");
+    repl.type_text("CREATE TOPIC orders;");
+    repl.press("Enter");
+    repl.wait_for("the status line", |s| {
+        s.lines().any(|l| l.trim() == "CREATE TOPIC") && last_line(s) == "shop.db>"
+    });
+    repl.type_text(".timer");
+    repl.press("Enter");
+    repl.wait_for("the timer's state", |s| {
+        s.lines().any(|l| l.trim() == "timer: off") && last_line(s) == "shop.db>"
+    });
+    repl.type_text(".timer on");
+    repl.press("Enter");
+    repl.type_text("SUBSCRIBE GROUP g TO orders;");
+    repl.press("Enter");
+    let screen = repl.wait_for("the status and the run time", |s| {
+        s.lines().any(|l| l.starts_with("Run Time: ")) && last_line(s) == "shop.db>"
+    });
+    let lines: Vec<&str> = screen.lines().map(str::trim).collect();
+    let at = lines
+        .iter()
+        .position(|l| *l == "SUBSCRIBE")
+        .unwrap_or_else(|| panic!("no SUBSCRIBE status:\n{screen}"));
+    let time = lines[at + 1].strip_prefix("Run Time: ").unwrap_or_default();
+    assert_eq!(
+        time.split_once('.').map(|(_, f)| f.len()),
+        Some(7),
+        "six decimals and 's': {screen}"
+    );
+}
+
+#[test]
+fn tail_in_table_mode_streams_rows_under_one_header() {
+    let repl = Repl::start("tail", "CREATE TOPIC t; PUBLISH t 'before';");
+    repl.type_text("TAIL t;");
+    repl.press("Enter");
+    repl.wait_for("TAIL to start", |s| last_line(s) == "shop.db> TAIL t;");
+    std::thread::sleep(Duration::from_millis(300));
+    let db = repl.dir.path().join("shop.db");
+    for payload in ["first", "second"] {
+        let published = Command::new(env!("CARGO_BIN_EXE_mqlite"))
+            .arg(&db)
+            .arg(format!("PUBLISH t '{payload}'"))
+            .output()
+            .expect("publish");
+        assert!(published.status.success(), "{published:?}");
+        repl.wait_for(payload, |s| s.contains(payload));
+    }
+    repl.press("C-c");
+    let screen = repl.wait_for("the end of the table", |s| {
+        s.contains("(2 rows)") && last_line(s) == "shop.db>"
+    });
+    assert_eq!(
+        screen.matches("payload").count(),
+        1,
+        "one header:\n{screen}"
+    );
+    assert!(!screen.contains("(1 row)"), "one count:\n{screen}");
+    assert!(
+        !screen.contains("before"),
+        "TAIL shows new messages:\n{screen}"
+    );
+    let rows: Vec<&str> = screen
+        .lines()
+        .filter(|l| l.contains("first") || l.contains("second"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{screen}");
+    assert_eq!(
+        rows[0].chars().count(),
+        rows[1].chars().count(),
+        "the rows line up:\n{screen}"
+    );
+}
+
+#[test]
 fn quit_exits_with_status_0() {
     let repl = Repl::start("quit", "");
     repl.type_text(".quit");

@@ -28,15 +28,21 @@ pub struct TopicSummary {
 pub struct GroupStats {
     /// The group.
     pub group: String,
-    /// The topic.
-    pub topic: String,
+    /// The topic; None on the one row of a group that reads no topic yet
+    /// (its names and patterns match none), whose counts are 0.
+    pub topic: Option<String>,
     /// Partitions the group reads.
     pub partitions: u32,
-    /// Deliveries in flight (leased, not settled).
+    /// Messages delivered and not settled: leased, or waiting to be
+    /// delivered again (NACKed, lease ran out).
     pub pending: u64,
-    /// Messages not yet delivered: past the cursors, or waiting (NACKed,
-    /// delayed, held back behind their key).
+    /// Messages not delivered yet: past the cursors, or held back before
+    /// their first delivery (delayed, ORDERED behind their key).
     pub lag: u64,
+    /// Every message the group has not acked: `pending + lag` (Kafka's
+    /// lag counts from the committed offset, so it also counts messages
+    /// acked above the lowest unacked one; this does not).
+    pub unacked: u64,
     /// Dead letters of this group and topic.
     pub dead: u64,
     /// ORDERED.
@@ -58,8 +64,9 @@ pub(crate) fn topic_summaries(c: &Connection) -> Result<Vec<TopicSummary>> {
     Ok(out)
 }
 
-/// One row per group and topic it reads, by group and topic name;
-/// only `topic`'s groups when given.
+/// One row per group and topic it reads, by group and topic name (and one
+/// without topic for a group that reads none); only `topic`'s groups when
+/// given.
 pub(crate) fn group_stats(c: &Connection, topic: Option<&str>) -> Result<Vec<GroupStats>> {
     let only = match topic {
         Some(name) => Some(topic::get(c, name)?.id),
@@ -67,13 +74,18 @@ pub(crate) fn group_stats(c: &Connection, topic: Option<&str>) -> Result<Vec<Gro
     };
     let mut out = Vec::new();
     for s in group::stats(c, only)? {
+        let dead = match s.topic_id {
+            Some(topic_id) => dlq::count(c, s.group_id, topic_id)?,
+            None => 0,
+        };
         out.push(GroupStats {
-            dead: dlq::count(c, s.group_id, s.topic_id)?,
+            dead,
             group: s.group,
             topic: s.topic,
             partitions: s.partitions,
             pending: s.pending,
             lag: s.lag,
+            unacked: s.pending + s.lag,
             ordered: s.ordered,
         });
     }
@@ -142,7 +154,8 @@ impl Database {
     /// Changes options of a topic or queue.
     ///
     /// # Errors
-    /// `TopicNotFound`, `WrongKind`, `InvalidOption`.
+    /// `TopicNotFound` (`QueueNotFound` for a queue), `WrongKind`,
+    /// `InvalidOption`.
     pub fn alter(&self, kind: TopicKind, name: &str, options: &TopicOptions) -> Result<()> {
         self.write("ALTER", |c| catalog::alter(c, kind, name, options))
     }
@@ -151,7 +164,7 @@ impl Database {
     /// missing and `if_exists` is set.
     ///
     /// # Errors
-    /// `TopicNotFound`, `WrongKind`.
+    /// `TopicNotFound` (`QueueNotFound` for a queue), `WrongKind`.
     pub fn drop_topic(&self, kind: TopicKind, name: &str, if_exists: bool) -> Result<bool> {
         self.write("DROP", |c| catalog::drop(c, kind, name, if_exists))
     }

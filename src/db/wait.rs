@@ -35,7 +35,10 @@ impl Database {
     /// Leases messages. With a wait, blocks until one arrives or the wait ends.
     ///
     /// # Errors
-    /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`, `InvalidOption`.
+    /// `TopicNotFound`, `GroupNotFound`, `NotSubscribed`; `QueueNotFound`
+    /// for a missing name without a group, `WrongKind` for a topic;
+    /// `InvalidOption` for a count or ACK WAIT out of range; `Incomplete`
+    /// with neither topic nor group.
     pub fn consume(&self, request: &ConsumeRequest) -> Result<Vec<Delivery>> {
         self.consume_until(request, None)
     }

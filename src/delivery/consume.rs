@@ -12,7 +12,6 @@ use super::ids::{take_id, take_ids};
 use super::{ConsumeSpec, Delivery, blob, parse_headers};
 use crate::group::{self, pending, ranges};
 use crate::storage::tx::Ctx;
-use crate::sync::lock;
 use crate::topic::{TopicInfo, TopicsById};
 use crate::units::ms;
 use crate::{Result, dlq};
@@ -87,12 +86,11 @@ pub(crate) fn consume(ctx: &Ctx<'_>, spec: &ConsumeSpec<'_>) -> Result<Vec<Deliv
         keys_out: HashSet::new(),
         topics: TopicsById::new(ctx),
     };
-    let first_id = lock(spec.ids).next;
     // Range leases that ran out become per-message pending rows, due now.
     ranges::explode_expired(ctx, spec.group.id, spec.topic_id, ctx.now)?;
     redeliver_due(ctx, spec, &mut b)?;
     if b.room(spec) > 0 {
-        deliver_new(ctx, spec, &mut b, first_id)?;
+        deliver_new(ctx, spec, &mut b)?;
     }
     Ok(b.out)
 }
@@ -184,12 +182,7 @@ fn redeliver(
 }
 
 /// 2. New messages past the cursors.
-fn deliver_new(
-    ctx: &Ctx<'_>,
-    spec: &ConsumeSpec<'_>,
-    b: &mut Batch<'_>,
-    first_id: i64,
-) -> Result<()> {
+fn deliver_new(ctx: &Ctx<'_>, spec: &ConsumeSpec<'_>, b: &mut Batch<'_>) -> Result<()> {
     let cursors: Vec<(i64, u32, i64, i64)> = ctx
         .prepare_cached(
             "SELECT c.topic_id, c.partition, c.next_offset, p.low_offset FROM mq_cursors c
@@ -201,13 +194,11 @@ fn deliver_new(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    // Rotate the starting partition so competing members spread over partitions.
+    // Rotate the starting partition so competing members spread over
+    // partitions, in any process: the group's turn is kept in the file.
     let n = cursors.len();
-    let start = if n == 0 {
-        0
-    } else {
-        usize::try_from(first_id).unwrap_or(0) % n
-    };
+    let waiting: Vec<(i64, u32)> = cursors.iter().map(|c| (c.0, c.1)).collect();
+    let start = group::rotation::start(ctx, spec.group.id, &waiting)?;
     for i in 0..n {
         if b.room(spec) == 0 {
             break;

@@ -259,7 +259,7 @@ pub(crate) fn consume_once(
 fn resolve(c: &Connection, req: &ConsumeRequest) -> Result<(GroupInfo, Option<i64>)> {
     match (&req.topic, &req.group) {
         (Some(name), None) => {
-            let t = topic::get(c, name)?;
+            let t = topic::find(c, name)?.ok_or_else(|| Error::QueueNotFound(name.clone()))?;
             if t.kind != TopicKind::Queue {
                 return Err(Error::WrongKind {
                     name: name.clone(),

@@ -14,6 +14,7 @@ mod cursor;
 mod pattern;
 pub(crate) mod pending;
 pub(crate) mod ranges;
+pub(crate) mod rotation;
 mod stats;
 mod subscription;
 

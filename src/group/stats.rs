@@ -6,21 +6,55 @@ use rusqlite::{Connection, params};
 use crate::Result;
 use crate::units::Count;
 
-/// A group's counts on one topic (`SHOW GROUPS`, `SELECT ... FROM GROUPS`).
+/// A group's counts on one topic (`SHOW GROUPS`, `SELECT ... FROM GROUPS`);
+/// a group that reads no topic yet (its names and patterns match none) has
+/// one row without topic and with zeros.
 pub(crate) struct Row {
     pub(crate) group_id: i64,
-    pub(crate) topic_id: i64,
+    pub(crate) topic_id: Option<i64>,
     pub(crate) group: String,
-    pub(crate) topic: String,
+    pub(crate) topic: Option<String>,
     pub(crate) partitions: u32,
     pub(crate) pending: u64,
     pub(crate) lag: u64,
     pub(crate) ordered: bool,
 }
 
-/// One row per group and topic it reads, by group and topic name;
-/// only `only_topic`'s groups when given.
+/// One row per group and topic it reads, by group and topic name (a group
+/// that reads no topic first, without topic); only `only_topic`'s groups
+/// when given.
 pub(crate) fn stats(conn: &Connection, only_topic: Option<i64>) -> Result<Vec<Row>> {
+    let mut out = topic_rows(conn, only_topic)?;
+    if only_topic.is_none() {
+        out.extend(reading_nothing(conn)?);
+        out.sort_by(|a, b| (&a.group, &a.topic).cmp(&(&b.group, &b.topic)));
+    }
+    Ok(out)
+}
+
+/// Groups with no cursor: subscribed to names and patterns no topic has yet.
+fn reading_nothing(conn: &Connection) -> Result<Vec<Row>> {
+    let mut st = conn.prepare_cached(
+        "SELECT g.id, g.name, g.ordered FROM mq_groups g
+         WHERE NOT EXISTS (SELECT 1 FROM mq_cursors c WHERE c.group_id = g.id)",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(Row {
+            group_id: r.get(0)?,
+            topic_id: None,
+            group: r.get(1)?,
+            topic: None,
+            partitions: 0,
+            pending: 0,
+            lag: 0,
+            ordered: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The rows of groups on the topics they read.
+fn topic_rows(conn: &Connection, only_topic: Option<i64>) -> Result<Vec<Row>> {
     let mut st = conn.prepare_cached(
         "SELECT g.name, t.name, COUNT(*), g.ordered, c.group_id, c.topic_id,
                 SUM(MAX(p.next_offset - MAX(c.next_offset, p.low_offset), 0))
@@ -56,9 +90,9 @@ pub(crate) fn stats(conn: &Connection, only_topic: Option<i64>) -> Result<Vec<Ro
             .query_row(params![group_id, topic_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
         out.push(Row {
             group_id,
-            topic_id,
+            topic_id: Some(topic_id),
             group,
-            topic,
+            topic: Some(topic),
             partitions,
             pending: pending.0,
             lag: lag.0 + waiting.0,

@@ -50,6 +50,7 @@ pub(crate) fn drop_queue_group(conn: &Connection, topic_id: i64) -> Result<()> {
 
 fn delete_group(conn: &Connection, id: i64) -> Result<()> {
     pending::forget_group(conn, id)?;
+    super::rotation::forget(conn, id)?;
     for sql in [
         "DELETE FROM mq_subscriptions WHERE group_id = ?1",
         "DELETE FROM mq_cursors WHERE group_id = ?1",

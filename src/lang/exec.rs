@@ -10,7 +10,7 @@ use super::ast::{
     Publish, Select, SelectItem, Source, Statement, Subscribe, SubscribeTarget, Tail, TopicKind,
     TopicOption,
 };
-use super::{display, query};
+use super::{display, jsonl, query};
 use crate::db::{GroupStats, TopicSummary};
 use crate::delivery::{ConsumeRequest, Delivery};
 use crate::group::Subscription;
@@ -71,6 +71,10 @@ impl Runner<'_> {
         either!(self, x => Ok((x.topic(name)?, x.topic_stats(name)?, x.partitions(name)?)))
     }
 
+    fn partitions(&mut self, topic: &str) -> Result<Vec<PartitionInfo>> {
+        either!(self, x => x.partitions(topic))
+    }
+
     fn publish(&mut self, topic: &str, msgs: Vec<Message>) -> Result<Vec<Published>> {
         either!(self, x => x.publish_batch(topic, msgs))
     }
@@ -84,20 +88,20 @@ pub(crate) fn run(
     stmt: &Statement,
     out: &mut dyn FnMut(ResultSet) -> Result<()>,
 ) -> Result<()> {
+    let mut quiet = |_: &str, _: u64, _: u64| {};
+    let progress = progress.unwrap_or(&mut quiet);
     match stmt {
-        Statement::Bench(b) => {
-            let mut quiet = |_: &str, _: u64, _: u64| {};
-            out(super::bench::run(db, b, progress.unwrap_or(&mut quiet))?)
-        }
+        Statement::Bench(b) => out(super::bench::run(db, b, progress)?),
         Statement::Tail(t) => tail(db, interrupt, t, out),
         Statement::Consume(c) => out(deliveries(
             &db.consume_until(&consume_request(c), Some(interrupt))?,
         )),
-        _ => run_with(Runner::Auto(db), stmt, out),
+        _ => run_with(Runner::Auto(db), progress, stmt, out),
     }
 }
 
-/// A callback for long statements (BENCH): `(step, done, total)`.
+/// A callback for long statements (BENCH, EXPORT, IMPORT, large REQUEUE
+/// DLQ): `(step, done, total)`.
 pub(crate) type Progress<'a> = dyn FnMut(&str, u64, u64) + Send + 'a;
 
 /// Runs one statement inside a transaction.
@@ -106,11 +110,12 @@ pub(crate) fn run_in(
     stmt: &Statement,
     out: &mut dyn FnMut(ResultSet) -> Result<()>,
 ) -> Result<()> {
-    run_with(Runner::Tx(tx), stmt, out)
+    run_with(Runner::Tx(tx), &mut |_, _, _| {}, stmt, out)
 }
 
 fn run_with(
     mut r: Runner<'_>,
+    progress: &mut Progress<'_>,
     stmt: &Statement,
     out: &mut dyn FnMut(ResultSet) -> Result<()>,
 ) -> Result<()> {
@@ -166,7 +171,7 @@ fn run_with(
         }
         Statement::RequeueDlq(op) => {
             let ids = dlq_ids(&mut r, op)?;
-            let n = either!(&mut r, x => x.requeue_dlq(&ids))?;
+            let n = requeue(&mut r, &ids, progress)?;
             one("requeued", count(n))
         }
         Statement::PurgeDlq(op) => {
@@ -176,8 +181,8 @@ fn run_with(
         Statement::Begin | Statement::Commit | Statement::Rollback => {
             return Err(transaction_control(stmt, r.in_transaction()));
         }
-        Statement::Export(e) => one("exported", count(export(&mut r, e)?)),
-        Statement::Import(i) => one("imported", count(import(&mut r, i)?)),
+        Statement::Export(e) => one("exported", count(export(&mut r, e, progress)?)),
+        Statement::Import(i) => one("imported", count(import(&mut r, i, progress)?)),
         // `run` takes these outside a transaction, with the interrupt flag.
         Statement::Consume(c) => deliveries(&either!(&mut r, x => x.consume(&consume_request(c)))?),
         Statement::Bench(_) => return Err(not_in_transaction("BENCH")),
@@ -355,7 +360,7 @@ pub(crate) fn deliveries(d: &[Delivery]) -> ResultSet {
             Value::Int(i64::from(x.attempt)),
             Value::Timestamp(x.timestamp),
             Value::Json(serde_json::Value::Object(headers)),
-            Value::Text(x.payload_str().into_owned()),
+            Value::payload(x.payload.clone()),
         ]);
     }
     rs
@@ -481,6 +486,37 @@ fn dlq_ids(r: &mut Runner<'_>, op: &DlqOp) -> Result<Vec<i64>> {
         .collect())
 }
 
+/// Dead letters a large REQUEUE DLQ moves per step.
+const REQUEUE_CHUNK: usize = 1000;
+
+/// REQUEUE DLQ of `ids`: one write; past `REQUEUE_CHUNK` ids, one
+/// transaction of chunks that tells `progress` ("REQUEUE", dead letters
+/// done, ids), all or nothing alike.
+fn requeue(r: &mut Runner<'_>, ids: &[i64], progress: &mut Progress<'_>) -> Result<u64> {
+    if ids.len() <= REQUEUE_CHUNK {
+        return either!(r, x => x.requeue_dlq(ids));
+    }
+    let total = ids.len() as u64;
+    let mut chunks = |tx: &mut Transaction| -> Result<u64> {
+        let (mut requeued, mut done) = (0, 0);
+        for chunk in ids.chunks(REQUEUE_CHUNK) {
+            requeued += tx.requeue_dlq(chunk)?;
+            done += chunk.len() as u64;
+            progress("REQUEUE", done, total);
+        }
+        Ok(requeued)
+    };
+    match r {
+        Runner::Auto(db) => {
+            let mut tx = db.transaction()?;
+            let n = chunks(&mut tx)?;
+            tx.commit()?;
+            Ok(n)
+        }
+        Runner::Tx(tx) => tx.atomically(chunks),
+    }
+}
+
 /// The messages of a topic matching a filter, in partition/offset order.
 fn messages(topic: &str, filter: Option<Expr>) -> Select {
     Select {
@@ -494,29 +530,45 @@ fn messages(topic: &str, filter: Option<Expr>) -> Select {
     }
 }
 
-/// EXPORT: one JSON object per message (partition, offset, timestamp, key, headers, payload).
+/// Messages EXPORT reads per partition and query: memory stays bounded
+/// and no read transaction stays open for the whole file.
+const EXPORT_PAGE: u64 = 1000;
+
+/// EXPORT: one JSON object per message (`jsonl::export_line`), partition by
+/// partition in offset order, read a page of offsets at a time. Tells
+/// `progress` ("EXPORT", offsets read, offsets stored when it started).
 ///
 /// The file is created 0600. An existing file is refused unless the
 /// statement says OVERWRITE, and a path that is (or resolves to) the
 /// database file or one of its -wal/-shm/-journal files is always refused.
-fn export(r: &mut Runner<'_>, e: &Export) -> Result<u64> {
+fn export(r: &mut Runner<'_>, e: &Export, progress: &mut Progress<'_>) -> Result<u64> {
     use std::io::Write;
     let target = std::path::Path::new(&e.file);
     refuse_database_files(r.db().path(), target)?;
-    let rs = r.select(&messages(&e.topic, e.filter.clone()))?;
+    let parts = r.partitions(&e.topic)?;
+    let total: u64 = parts.iter().map(|p| p.next_offset - p.low_offset).sum();
     let out = OutputFile::create(target, e.overwrite)?;
     let mut w = std::io::BufWriter::new(&out.file);
-    for row in &rs.rows {
-        let mut obj = serde_json::Map::new();
-        for (col, v) in rs.columns.iter().zip(row) {
-            obj.insert(col.clone(), v.to_json());
+    let (mut read, mut written) = (0, 0);
+    for p in &parts {
+        let mut from = p.low_offset;
+        while from < p.next_offset {
+            let to = p.next_offset.min(from.saturating_add(EXPORT_PAGE));
+            let window = offsets_window(e.filter.as_ref(), p.partition, from, to);
+            let rs = r.select(&messages(&e.topic, Some(window)))?;
+            for row in &rs.rows {
+                writeln!(w, "{}", jsonl::export_line(&rs.columns, row))?;
+            }
+            written += rs.rows.len() as u64;
+            read += to - from;
+            progress("EXPORT", read, total);
+            from = to;
         }
-        writeln!(w, "{}", serde_json::Value::Object(obj))?;
     }
     w.flush()?;
     drop(w);
     out.finish()?;
-    Ok(rs.rows.len() as u64)
+    Ok(written)
 }
 
 /// Refuses `target` when it names the database file or one of SQLite's
@@ -638,36 +690,73 @@ pub(crate) fn create_private(path: &std::path::Path) -> std::io::Result<std::fs:
 /// IMPORT: publishes every line of a jsonl file (as EXPORT writes them) in
 /// one transaction. The file is read as it is published, a chunk of lines
 /// at a time, and no line may be longer than [`MAX_LINE_BYTES`], so memory
-/// stays bounded whatever the file (even `/dev/zero`).
-fn import(r: &mut Runner<'_>, i: &Import) -> Result<u64> {
+/// stays bounded whatever the file (even `/dev/zero`). Tells `progress`
+/// ("IMPORT", bytes read, the file's size).
+fn import(r: &mut Runner<'_>, i: &Import, progress: &mut Progress<'_>) -> Result<u64> {
     let file = std::fs::File::open(&i.file).map_err(|source| Error::ImportFile {
         path: i.file.clone().into(),
         source,
     })?;
-    let mut lines = std::io::BufReader::new(file);
+    let size = file.metadata().map_or(0, |m| m.len());
+    let mut lines = Counted {
+        inner: std::io::BufReader::new(file),
+        read: 0,
+    };
     let db = r.db();
     if db.is_read_only() {
         return Err(Error::ReadOnly("IMPORT".into()));
     }
     db.check_disk_reserve("IMPORT")?;
+    let mut told = |read: u64| progress("IMPORT", read, size.max(read));
     match r {
         Runner::Auto(db) => {
             let mut tx = db.transaction()?;
-            let n = import_lines(&mut tx, i, &mut lines)?;
+            let n = import_lines(&mut tx, i, &mut lines, &mut told)?;
             tx.commit()?;
             Ok(n)
         }
-        Runner::Tx(tx) => tx.atomically(|tx| import_lines(tx, i, &mut lines)),
+        Runner::Tx(tx) => tx.atomically(|tx| import_lines(tx, i, &mut lines, &mut told)),
+    }
+}
+
+/// A reader that counts the bytes taken from it.
+struct Counted<R> {
+    inner: R,
+    read: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: std::io::BufRead> std::io::BufRead for Counted<R> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        self.read += n as u64;
+        self.inner.consume(n);
     }
 }
 
 /// Publishes the lines of an IMPORT file in chunks of 1,000 messages.
+///
+/// A message keeps its exported timestamp as far as the partition's
+/// monotonic times allow (`Message::timestamp`). A message without a key
+/// goes back to its exported partition when the topic has it; a keyed one
+/// goes where its key hashes, so later messages of the key follow it.
 fn import_lines(
     tx: &mut Transaction,
     i: &Import,
-    lines: &mut impl std::io::BufRead,
+    lines: &mut Counted<impl std::io::BufRead>,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<u64> {
     const CHUNK: usize = 1000;
+    let partitions = tx.topic(&i.topic)?.partitions;
     let (mut line, mut n, mut total) = (Vec::new(), 0usize, 0u64);
     let mut chunk = Vec::with_capacity(CHUNK);
     loop {
@@ -675,13 +764,18 @@ fn import_lines(
             .map_err(|e| import_error(i, n + 1, e.to_string()))?;
         if more {
             n += 1;
-            if let Some(m) = import_line(&line).map_err(|why| import_error(i, n, why))? {
-                chunk.push(m);
+            if let Some(m) = jsonl::import_line(&line).map_err(|why| import_error(i, n, why))? {
+                let mut message = m.message;
+                if message.key.is_none() {
+                    message.partition = m.partition.filter(|p| *p < partitions);
+                }
+                chunk.push(message);
             }
         }
         if chunk.len() == CHUNK || (!more && !chunk.is_empty()) {
             let batch = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
             total += tx.publish_batch(&i.topic, batch)?.len() as u64;
+            progress(lines.read);
         }
         if !more {
             return Ok(total);
@@ -696,35 +790,6 @@ fn import_error(i: &Import, line: usize, reason: String) -> Error {
         line,
         reason,
     }
-}
-
-/// One IMPORT line as a message; None for a blank line.
-fn import_line(line: &[u8]) -> std::result::Result<Option<Message>, String> {
-    let line = std::str::from_utf8(line).map_err(|_| "not UTF-8 text".to_string())?;
-    if line.trim().is_empty() {
-        return Ok(None);
-    }
-    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("not JSON ({e})"))?;
-    let obj = v.as_object().ok_or("expected a JSON object")?;
-    let payload = match obj.get("payload") {
-        Some(serde_json::Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => return Err("no \"payload\"".into()),
-    };
-    let mut m = Message::new(payload);
-    match obj.get("key") {
-        Some(serde_json::Value::String(k)) => m.key = Some(k.clone()),
-        Some(serde_json::Value::Null) | None => {}
-        Some(_) => return Err("\"key\" must be a string or null".into()),
-    }
-    if let Some(h) = obj.get("headers") {
-        let h = h.as_object().ok_or("\"headers\" must be an object")?;
-        for (k, v) in h {
-            let v = v.as_str().ok_or("header values must be strings")?;
-            m.headers.insert(k.clone(), v.to_string());
-        }
-    }
-    Ok(Some(m))
 }
 
 /// TAIL: follows new messages until interrupted.
@@ -755,7 +820,12 @@ fn tail(
             }
             let q = messages(
                 &t.topic,
-                Some(tail_filter(t, p.partition, from, p.next_offset)),
+                Some(offsets_window(
+                    t.filter.as_ref(),
+                    p.partition,
+                    from,
+                    p.next_offset,
+                )),
             );
             // Advance past everything stored below the end, matching or not.
             let rs = db.read(|c, now| query::select(c, now, &q))?;
@@ -775,8 +845,9 @@ fn tail(
     Ok(())
 }
 
-/// TAIL's filter for one partition's new rows `from..end`.
-fn tail_filter(t: &Tail, partition: u32, from: u64, end: u64) -> Expr {
+/// The rows of one partition at offsets `from..end` that match `filter`
+/// (TAIL's new rows, a page of EXPORT).
+fn offsets_window(filter: Option<&Expr>, partition: u32, from: u64, end: u64) -> Expr {
     let offset = |op, v: u64| Expr::Binary {
         left: Box::new(column("offset")),
         op,
@@ -784,12 +855,12 @@ fn tail_filter(t: &Tail, partition: u32, from: u64, end: u64) -> Expr {
             i64::try_from(v).unwrap_or(i64::MAX),
         ))),
     };
-    let mut filter = and(
+    let mut window = and(
         equals("partition", Literal::Int(i64::from(partition))),
         and(offset(BinaryOp::GtEq, from), offset(BinaryOp::Lt, end)),
     );
-    if let Some(f) = &t.filter {
-        filter = and(filter, f.clone());
+    if let Some(f) = filter {
+        window = and(window, f.clone());
     }
-    filter
+    window
 }

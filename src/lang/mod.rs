@@ -4,6 +4,7 @@ pub mod ast;
 mod bench;
 mod display;
 pub(crate) mod exec;
+mod jsonl;
 mod parser;
 mod query;
 mod session;

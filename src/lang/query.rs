@@ -8,7 +8,7 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 
 use super::MAX_HEIGHT;
 use super::ast::{
-    Expr, Function, Literal, PathSegment, Select, SelectItem, Source, TopicKind, UnaryOp,
+    BinaryOp, Expr, Function, Literal, PathSegment, Select, SelectItem, Source, TopicKind, UnaryOp,
 };
 use crate::db::{self, GroupStats, TopicSummary};
 use crate::{Error, Result, ResultSet, Value};
@@ -25,7 +25,7 @@ enum Kind {
     Json,
     /// Header JSON object text; NULL is `{}`.
     Headers,
-    /// Payload: text, whatever its storage class.
+    /// Payload: text when UTF-8, else bytes (`Value::Bytes`).
     Payload,
     /// 0/1 shown as false/true.
     Bool,
@@ -232,6 +232,11 @@ const GROUPS_COLUMNS: &[Column] = &[
         sql: "m.ordered",
         kind: Kind::Bool,
     },
+    Column {
+        name: "unacked",
+        sql: "m.unacked",
+        kind: Kind::Plain,
+    },
 ];
 
 const PROCESSED_COLUMNS: &[Column] = &[
@@ -284,6 +289,9 @@ struct Compiler<'a> {
     params: Vec<SqlValue>,
     now: i64,
     aliases: HashMap<String, usize>,
+    /// The select list's columns once compiled: the expression of each, or
+    /// None for the columns of `*` (for `ORDER BY 2` and aliases).
+    items: Vec<Option<Expr>>,
 }
 
 /// The select list compiled: SQL per column, how to read each, names.
@@ -304,6 +312,7 @@ pub(crate) fn select(conn: &Connection, now: i64, q: &Select) -> Result<ResultSe
         params,
         now,
         aliases: HashMap::new(),
+        items: Vec::new(),
     };
     let proj = c.projection(&q.items)?;
     let mut sql = format!("SELECT {} FROM {}", proj.sql.join(", "), source.from);
@@ -339,6 +348,7 @@ impl Compiler<'_> {
             match item {
                 SelectItem::Star => {
                     for col in self.source.columns {
+                        self.items.push(None);
                         p.sql.push(format!("{} AS \"c{}\"", col.sql, p.sql.len()));
                         p.kinds.push(col.kind);
                         p.names.push(col.name.to_string());
@@ -351,6 +361,7 @@ impl Compiler<'_> {
                     if let Some(a) = alias {
                         self.aliases.insert(a.clone(), p.sql.len());
                     }
+                    self.items.push(Some(expr.clone()));
                     p.sql.push(format!("{sql} AS \"c{}\"", p.sql.len()));
                     p.kinds.push(kind);
                     p.names.push(name);
@@ -386,7 +397,7 @@ impl Compiler<'_> {
         if !q.group_by.is_empty() {
             let mut parts = Vec::new();
             for g in &q.group_by {
-                parts.push(self.order_term(g)?);
+                parts.push(self.order_term(g, "GROUP BY")?);
             }
             sql.push_str(" GROUP BY ");
             sql.push_str(&parts.join(", "));
@@ -394,7 +405,7 @@ impl Compiler<'_> {
         if !q.order_by.is_empty() {
             let mut parts = Vec::new();
             for o in &q.order_by {
-                let t = self.order_term(&o.expr)?;
+                let t = self.order_term(&o.expr, "ORDER BY")?;
                 parts.push(if o.desc { format!("{t} DESC") } else { t });
             }
             sql.push_str(" ORDER BY ");
@@ -415,6 +426,26 @@ impl Compiler<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// Comparisons and logic give true/false (SQLite's 1/0, shown as
+/// booleans); arithmetic gives numbers.
+fn kind_of(op: BinaryOp) -> Kind {
+    match op {
+        BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div | BinaryOp::Mod => {
+            Kind::Plain
+        }
+        BinaryOp::Or
+        | BinaryOp::And
+        | BinaryOp::Eq
+        | BinaryOp::NotEq
+        | BinaryOp::Lt
+        | BinaryOp::LtEq
+        | BinaryOp::Gt
+        | BinaryOp::GtEq
+        | BinaryOp::Like
+        | BinaryOp::NotLike => Kind::Bool,
     }
 }
 
@@ -452,6 +483,7 @@ fn to_value(v: ValueRef<'_>, kind: Kind) -> Value {
                 Err(_) => Value::Text(String::from_utf8_lossy(t).into_owned()),
             }
         }
+        (Kind::Payload, ValueRef::Blob(b)) => Value::payload(b.to_vec()),
         (_, ValueRef::Integer(i)) => Value::Int(i),
         (_, ValueRef::Real(f)) => Value::Float(f),
         (_, ValueRef::Text(t) | ValueRef::Blob(t)) => {
@@ -517,15 +549,31 @@ impl Compiler<'_> {
         self.params.len()
     }
 
-    /// ORDER BY / GROUP BY term: an alias of a select item, or an expression.
-    fn order_term(&mut self, e: &Expr) -> Result<String> {
-        if let Expr::Path(segs) = e
-            && let [PathSegment::Field(name)] = segs.as_slice()
-            && let Some(i) = self.aliases.get(name)
-        {
-            return Ok(format!("\"c{i}\""));
+    /// ORDER BY / GROUP BY term: a position in the select list (from 1, as
+    /// SQL's `ORDER BY 2`), an alias of a select item, or an expression.
+    fn order_term(&mut self, e: &Expr, clause: &str) -> Result<String> {
+        let item = match e {
+            Expr::Literal(Literal::Int(n)) => match usize::try_from(*n) {
+                Ok(i) if (1..=self.items.len()).contains(&i) => i - 1,
+                _ => {
+                    return Err(Error::InvalidStatement(format!(
+                        "{clause} {n}: a position in the select list must be 1 to {}",
+                        self.items.len()
+                    )));
+                }
+            },
+            Expr::Path(segs) => match segs.as_slice() {
+                [PathSegment::Field(name)] if self.aliases.contains_key(name) => self.aliases[name],
+                _ => return Ok(self.expr(e, Mode::Value, 0)?.0),
+            },
+            _ => return Ok(self.expr(e, Mode::Value, 0)?.0),
+        };
+        // The item's own value, not its projection: a JSON path projects
+        // JSON text (`->`), which would sort 10 before 5.
+        match self.items[item].clone() {
+            Some(expr) => Ok(self.expr(&expr, Mode::Value, 0)?.0),
+            None => Ok(format!("\"c{item}\"")),
         }
-        Ok(self.expr(e, Mode::Value, 0)?.0)
     }
 
     fn path(&mut self, segs: &[PathSegment], mode: Mode) -> Result<(String, Kind)> {
@@ -638,12 +686,19 @@ impl Compiler<'_> {
             )));
         }
         Ok(match e {
-            Expr::Literal(l) => (self.literal(l), Kind::Plain),
+            Expr::Literal(l) => {
+                let kind = if matches!(l, Literal::Bool(_)) {
+                    Kind::Bool
+                } else {
+                    Kind::Plain
+                };
+                (self.literal(l), kind)
+            }
             Expr::Path(segs) => self.path(segs, mode)?,
             Expr::Unary { op, expr } => {
                 let (s, _) = self.expr(expr, Mode::Value, depth + 1)?;
                 match op {
-                    UnaryOp::Not => (format!("(NOT {s})"), Kind::Plain),
+                    UnaryOp::Not => (format!("(NOT {s})"), Kind::Bool),
                     UnaryOp::Neg => (format!("(- {s})"), Kind::Plain),
                 }
             }
@@ -653,7 +708,7 @@ impl Compiler<'_> {
                 let (r, _) = self.operand(right, time, depth)?;
                 // The language's operators are SQLite's, spelled the same.
                 let o = op.to_string();
-                (format!("({l} {o} {r})"), Kind::Plain)
+                (format!("({l} {o} {r})"), kind_of(*op))
             }
             Expr::InList {
                 expr,
@@ -667,7 +722,7 @@ impl Compiler<'_> {
                     items.push(self.operand(i, time, depth)?.0);
                 }
                 let not = if *negated { "NOT " } else { "" };
-                (format!("({s} {not}IN ({}))", items.join(", ")), Kind::Plain)
+                (format!("({s} {not}IN ({}))", items.join(", ")), Kind::Bool)
             }
             Expr::Between {
                 expr,
@@ -680,13 +735,13 @@ impl Compiler<'_> {
                 let (lo, _) = self.operand(low, time, depth)?;
                 let (hi, _) = self.operand(high, time, depth)?;
                 let not = if *negated { "NOT " } else { "" };
-                (format!("({s} {not}BETWEEN {lo} AND {hi})"), Kind::Plain)
+                (format!("({s} {not}BETWEEN {lo} AND {hi})"), Kind::Bool)
             }
             Expr::IsNull { expr, negated } => {
                 let (s, _) = self.expr(expr, Mode::Value, depth + 1)?;
                 (
                     format!("({s} IS {}NULL)", if *negated { "NOT " } else { "" }),
-                    Kind::Plain,
+                    Kind::Bool,
                 )
             }
             Expr::Function { func, arg } => self.function(*func, arg.as_deref(), depth)?,
@@ -903,12 +958,13 @@ pub(crate) fn groups_rows(groups: &[GroupStats]) -> Vec<Vec<SqlValue>> {
         .map(|g| {
             vec![
                 SqlValue::Text(g.group.clone()),
-                SqlValue::Text(g.topic.clone()),
+                g.topic.clone().map_or(SqlValue::Null, SqlValue::Text),
                 SqlValue::Integer(i64::from(g.partitions)),
                 int(g.pending),
                 int(g.lag),
                 int(g.dead),
                 SqlValue::Integer(i64::from(g.ordered)),
+                int(g.unacked),
             ]
         })
         .collect()

@@ -24,6 +24,7 @@ pub(super) fn make_room(
             Overflow::Reject => {
                 return Err(Error::TopicFull {
                     topic: t.name.clone(),
+                    kind: t.kind,
                     max: max as u64,
                 });
             }

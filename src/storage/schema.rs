@@ -4,7 +4,9 @@
 //! the same file):
 //! - `mq_meta`: named counters (`next_delivery_id`, `next_topic_id`, ...,
 //!   and `topics_version`, which CREATE/ALTER/DROP of a topic bump; absent
-//!   until the first such change, read as 0).
+//!   until the first such change, read as 0), and `rotation.<group id>`,
+//!   where the group's last consume with a choice of partitions started
+//!   (`group::rotation`; no row until then).
 //! - `mq_topics`: one row per topic or queue with its options.
 //! - `mq_partitions`: per partition the lowest offset still stored, and a
 //!   checkpoint of the next offset to assign, the last timestamp and the

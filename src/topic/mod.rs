@@ -334,7 +334,7 @@ pub(crate) fn check_alter(t: &TopicInfo, kind: TopicKind, o: &TopicOptions) -> R
         return Err(Error::option(
             "PARTITIONS",
             format!(
-                "PARTITIONS can only grow ('{}' has {}; keyed messages would move)",
+                "PARTITIONS can only grow ('{}' has {}): stored messages cannot leave their partition",
                 t.name, t.partitions
             ),
         ));

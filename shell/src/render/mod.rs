@@ -85,22 +85,70 @@ pub enum Batch {
     More,
 }
 
-/// Writes one result set of a statement in the chosen mode.
+/// Prints one statement's result sets in the chosen mode as they arrive.
+#[derive(Debug)]
+pub struct Printer {
+    batch: Batch,
+    table: table::Stream,
+}
+
+impl Printer {
+    /// A printer whose first result set is `batch` (line mode continues the
+    /// rows of the statement before with `Batch::More`).
+    pub fn new(batch: Batch) -> Printer {
+        Printer {
+            batch,
+            table: table::Stream::default(),
+        }
+    }
+
+    /// Writes one result set.
+    ///
+    /// # Errors
+    /// Fails when `out` fails.
+    pub fn print(
+        &mut self,
+        out: &mut impl Write,
+        rs: &ResultSet,
+        opts: &RenderOptions,
+    ) -> io::Result<()> {
+        let batch = std::mem::replace(&mut self.batch, Batch::More);
+        match opts.mode {
+            Mode::Table => self.table.batch(out, rs, opts),
+            Mode::Jsonl => jsonl::render(out, rs),
+            Mode::Csv => csv::render(out, rs, batch),
+            Mode::Line => line::render(out, rs, batch),
+        }
+    }
+
+    /// Ends the statement's output: a table's bottom rule and row count.
+    ///
+    /// # Errors
+    /// Fails when `out` fails.
+    pub fn finish(&mut self, out: &mut impl Write) -> io::Result<()> {
+        self.table.finish(out)
+    }
+
+    /// True once table mode has printed a result with columns.
+    pub fn printed_table(&self) -> bool {
+        self.table.started()
+    }
+}
+
+/// Writes one result set of a statement in the chosen mode, whole.
 ///
 /// # Errors
 /// Fails when `out` fails.
+#[cfg(test)]
 pub fn render(
     out: &mut impl Write,
     rs: &ResultSet,
     opts: &RenderOptions,
     batch: Batch,
 ) -> io::Result<()> {
-    match opts.mode {
-        Mode::Table => table::render(out, rs, opts),
-        Mode::Jsonl => jsonl::render(out, rs),
-        Mode::Csv => csv::render(out, rs, batch),
-        Mode::Line => line::render(out, rs, batch),
-    }
+    let mut printer = Printer::new(batch);
+    printer.print(out, rs, opts)?;
+    printer.finish(out)
 }
 
 #[cfg(test)]
@@ -109,8 +157,16 @@ pub(crate) mod fixtures {
 
     /// Every `Value` variant, NULL included, in one row.
     pub fn every_value() -> ResultSet {
-        let mut rs =
-            ResultSet::with_columns(["null", "bool", "int", "float", "text", "json", "timestamp"]);
+        let mut rs = ResultSet::with_columns([
+            "null",
+            "bool",
+            "int",
+            "float",
+            "text",
+            "json",
+            "timestamp",
+            "bytes",
+        ]);
         rs.rows.push(vec![
             Value::Null,
             Value::Bool(true),
@@ -119,6 +175,7 @@ pub(crate) mod fixtures {
             Value::Text("héllo wörld".into()),
             Value::Json(serde_json::json!({"b": 1, "a": [true, null]})),
             Value::Timestamp(1_705_314_600_123),
+            Value::Bytes(vec![b'o', b'k', 0xff]),
         ]);
         rs
     }

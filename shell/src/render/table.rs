@@ -2,30 +2,96 @@
 
 use std::io::{self, Write};
 
-use comfy_table::{Cell, CellAlignment, ContentArrangement, Table, presets};
+use comfy_table::{
+    Cell, CellAlignment, ColumnConstraint, ContentArrangement, Table, Width, presets,
+};
 use mqlite::{ResultSet, Value};
 use unicode_width::UnicodeWidthChar;
 
 use super::RenderOptions;
 
-/// Writes `rs` as a table followed by `(n rows)`; a result without columns prints nothing.
-pub fn render(out: &mut impl Write, rs: &ResultSet, opts: &RenderOptions) -> io::Result<()> {
-    if rs.columns.is_empty() {
-        return Ok(());
+/// One statement's table, printed as its result sets arrive (TAIL sends
+/// one per new message): the header once, rows under it, and the bottom
+/// rule and `(n rows)` at the end. A column is at least as wide as it was
+/// in the batches before, so rows line up unless a later one is wider.
+#[derive(Debug, Default)]
+pub struct Stream {
+    /// Column widths so far, borders' padding included.
+    widths: Vec<u16>,
+    rows: usize,
+    /// The latest batch's bottom rule, printed by `finish`.
+    bottom: Option<String>,
+    started: bool,
+}
+
+impl Stream {
+    /// Prints one result set's rows (and, first, the header).
+    pub fn batch(
+        &mut self,
+        out: &mut impl Write,
+        rs: &ResultSet,
+        opts: &RenderOptions,
+    ) -> io::Result<()> {
+        if rs.columns.is_empty() || (self.started && rs.rows.is_empty()) {
+            return Ok(());
+        }
+        let mut table = Table::new();
+        table
+            .load_style(presets::UTF8_FULL_CONDENSED)
+            // Widths come from our own cutting, not from the terminal, so output
+            // is the same on a terminal, in a pipe and in tests.
+            .set_content_arrangement(ContentArrangement::Disabled);
+        if !self.started {
+            table.set_header(rs.columns.iter().map(|c| Cell::new(cut(c, opts.max_width))));
+        }
+        for row in &rs.rows {
+            table.add_row(row.iter().map(|v| cell(v, opts.max_width)));
+        }
+        if self.started {
+            table.set_constraints(
+                self.widths
+                    .iter()
+                    .map(|w| ColumnConstraint::LowerBoundary(Width::Fixed(*w))),
+            );
+        }
+        let text = table.to_string();
+        let mut lines: Vec<&str> = text.lines().collect();
+        self.bottom = lines.pop().map(str::to_string);
+        let top = if self.started {
+            lines.remove(0)
+        } else {
+            lines[0]
+        };
+        // The top rule `┌──┬───┐` gives each column's width.
+        let widths = top.trim_start_matches('┌').trim_end_matches('┐').split('┬');
+        self.widths = widths
+            .map(|seg| u16::try_from(seg.chars().count()).unwrap_or(u16::MAX))
+            .collect();
+        for line in lines {
+            writeln!(out, "{line}")?;
+        }
+        self.rows += rs.rows.len();
+        self.started = true;
+        Ok(())
     }
-    let mut table = Table::new();
-    table
-        .load_style(presets::UTF8_FULL_CONDENSED)
-        // Widths come from our own cutting, not from the terminal, so output
-        // is the same on a terminal, in a pipe and in tests.
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(rs.columns.iter().map(|c| Cell::new(cut(c, opts.max_width))));
-    for row in &rs.rows {
-        table.add_row(row.iter().map(|v| cell(v, opts.max_width)));
+
+    /// Ends the table: its bottom rule and the row count; nothing if no
+    /// result had columns.
+    pub fn finish(&mut self, out: &mut impl Write) -> io::Result<()> {
+        if !self.started {
+            return Ok(());
+        }
+        if let Some(bottom) = self.bottom.take() {
+            writeln!(out, "{bottom}")?;
+        }
+        let n = self.rows;
+        writeln!(out, "({n} {})", if n == 1 { "row" } else { "rows" })
     }
-    writeln!(out, "{table}")?;
-    let n = rs.rows.len();
-    writeln!(out, "({n} {})", if n == 1 { "row" } else { "rows" })
+
+    /// True once a result with columns was printed.
+    pub fn started(&self) -> bool {
+        self.started
+    }
 }
 
 fn cell(value: &Value, max_width: usize) -> Cell {
@@ -99,6 +165,34 @@ mod tests {
         assert_eq!(show(&rs, Mode::Table).lines().last(), Some("(0 rows)"));
         rs.rows.push(vec![Value::Int(1)]);
         assert_eq!(show(&rs, Mode::Table).lines().last(), Some("(1 row)"));
+    }
+
+    #[test]
+    fn batches_share_one_header_and_one_count() {
+        let opts = RenderOptions::new(Mode::Table);
+        let batch = |rows: &[(i64, &str)]| {
+            let mut rs = ResultSet::with_columns(["offset", "payload"]);
+            for (o, p) in rows {
+                rs.rows
+                    .push(vec![Value::Int(*o), Value::Text(p.to_string())]);
+            }
+            rs
+        };
+        let mut out = Vec::new();
+        let mut stream = Stream::default();
+        stream
+            .batch(&mut out, &batch(&[(0, "first")]), &opts)
+            .unwrap();
+        stream.batch(&mut out, &batch(&[(1, "b")]), &opts).unwrap();
+        stream
+            .batch(&mut out, &batch(&[(2, "c"), (3, "d")]), &opts)
+            .unwrap();
+        stream.finish(&mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let all = batch(&[(0, "first"), (1, "b"), (2, "c"), (3, "d")]);
+        assert_eq!(text, show(&all, Mode::Table), "as if it came in one piece");
+        assert_eq!(text.matches("offset").count(), 1);
+        assert_eq!(text.matches("rows)").count(), 1);
     }
 
     #[test]

@@ -13,7 +13,11 @@ pub const COMMANDS: &[(&str, &str, &str)] = &[
         "table|jsonl|csv|line",
         "Set the output mode (no argument: show it)",
     ),
-    (".timer", "on|off", "Print the run time of each statement"),
+    (
+        ".timer",
+        "on|off",
+        "Print the run time of each statement (no argument: show it)",
+    ),
     (".read", "FILE", "Run the statements in FILE"),
     (".quit", "", "Exit"),
     (".exit", "", "Exit"),
@@ -92,6 +96,9 @@ pub fn run(shell: &mut Shell, line: &str) -> Result<Flow, ShellError> {
         }
         (".mode", [mode]) => {
             shell.render.mode = mode.parse::<Mode>().map_err(ShellError::Command)?
+        }
+        (".timer", []) => {
+            writeln!(out, "timer: {}", if shell.timer { "on" } else { "off" })?;
         }
         (".timer", [on_off]) => {
             shell.timer = match on_off.to_ascii_lowercase().as_str() {
