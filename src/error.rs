@@ -626,6 +626,7 @@ fn implicit_group(queue: &str, statement: &str) -> String {
 fn not_in_transaction_why(statement: &str) -> &'static str {
     match statement {
         "CONSUME ... WAIT" => ": it would hold the write lock while waiting",
+        "SET CLOCK" | "ADVANCE" => ": the transaction runs on the clock it began with",
         _ => "",
     }
 }

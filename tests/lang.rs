@@ -32,6 +32,7 @@ fn name() -> impl Strategy<Value = String> {
         "a-",
         "where",
         "limit",
+        "system",
     ])
     .prop_map(str::to_string)
 }
@@ -488,6 +489,12 @@ fn statement() -> impl Strategy<Value = Statement> {
         (name(), prop::option::of(expr()))
             .prop_map(|(topic, filter)| Statement::Tail(Tail { topic, filter }))
             .boxed(),
+        time_spec()
+            .prop_map(|t| Statement::SetClock(ClockSetting::At(t)))
+            .boxed(),
+        Just(Statement::SetClock(ClockSetting::System)).boxed(),
+        duration().prop_map(Statement::Advance).boxed(),
+        Just(Statement::ShowClock).boxed(),
     ])
 }
 
@@ -507,6 +514,10 @@ const TOKENS: &[&str] = &[
     "ACK",
     "NACK",
     "DLQ",
+    "SET",
+    "CLOCK",
+    "SYSTEM",
+    "ADVANCE",
     "PURGE",
     "REQUEUE",
     "SUBSCRIBE",

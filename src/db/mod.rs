@@ -248,6 +248,31 @@ impl Database {
         self.inner.clock.now_ms()
     }
 
+    /// True when this handle's clock stands for the machine's (see
+    /// [`Clock::is_wall_clock`]).
+    pub(crate) fn has_wall_clock(&self) -> bool {
+        self.inner.clock.is_wall_clock()
+    }
+
+    /// Another handle on the same file, opened with this handle's options
+    /// (durability, read-only, payload limit, disk reserve) and `clock`.
+    /// It has its own connections, as another process would: its writes
+    /// are judged by `clock`, and a publish's timestamp still never goes
+    /// back within a partition (see docs/design.md, "Clocks").
+    ///
+    /// # Errors
+    /// As [`DatabaseBuilder::open`].
+    pub fn with_clock(&self, clock: impl Clock + 'static) -> Result<Database> {
+        let i = &self.inner;
+        Database::builder(&i.path)
+            .durability(i.durability)
+            .read_only(i.read_only)
+            .max_payload(i.max_payload)
+            .disk_reserve(i.disk_reserve)
+            .clock(clock)
+            .open()
+    }
+
     /// How many grouped writes (publishes, ACKs) this handle made, and in
     /// how many commits: `writes / commits` is the group-commit batch size.
     pub fn write_stats(&self) -> WriteStats {

@@ -64,6 +64,23 @@ pub enum Statement {
     Select(Select),
     /// `TAIL name [WHERE expr]`
     Tail(Tail),
+    /// `SET CLOCK 'time' | SET CLOCK SYSTEM`: this session's clock.
+    SetClock(ClockSetting),
+    /// `ADVANCE duration`: moves this session's clock forward.
+    Advance(Duration),
+    /// `SHOW CLOCK`: the time this session's statements run at.
+    ShowClock,
+}
+
+/// What `SET CLOCK` sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockSetting {
+    /// `SET CLOCK 'time'`: a clock that stands still at that time until
+    /// ADVANCE or another SET CLOCK moves it (a relative `'-1h'` counts from
+    /// the session's clock).
+    At(TimeSpec),
+    /// `SET CLOCK SYSTEM`: back to the machine's clock.
+    System,
 }
 
 /// `CREATE TOPIC|QUEUE`.

@@ -182,6 +182,10 @@ fn run_with(
         Statement::Consume(c) => deliveries(&either!(&mut r, x => x.consume(&consume_request(c)))?),
         Statement::Bench(_) => return Err(not_in_transaction("BENCH")),
         Statement::Tail(_) => return Err(not_in_transaction("TAIL")),
+        // A `Session` sets its clock; here a transaction is open.
+        Statement::SetClock(_) => return Err(not_in_transaction("SET CLOCK")),
+        Statement::Advance(_) => return Err(not_in_transaction("ADVANCE")),
+        Statement::ShowClock => super::session::clock_row(r.db()),
     };
     out(rs)
 }

@@ -65,6 +65,10 @@ const STATEMENTS: &[(&str, &str)] = &[
         "EXPORT orders TO 'orders.jsonl' WHERE data.total > 100 OVERWRITE;",
     ),
     ("IMPORT", "IMPORT 'orders.jsonl' INTO orders;"),
+    (
+        "SET CLOCK",
+        "SET CLOCK '2026-01-01T00:00:00Z';  ADVANCE 31s;  SHOW CLOCK;  SET CLOCK SYSTEM;",
+    ),
     ("BENCH", "BENCH publish_batch MESSAGES 100000 SIZE 200B;"),
     (
         "SELECT",
@@ -175,6 +179,9 @@ mod tests {
             assert!(text.contains(command), "{command} missing from .help");
         }
         assert!(text.contains("CONSUME 10 FROM orders"));
+        for new in ["SET CLOCK '", "ADVANCE 31s", "SHOW CLOCK"] {
+            assert!(text.contains(new), "{new} missing from .help");
+        }
     }
 
     #[test]

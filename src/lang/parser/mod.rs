@@ -5,6 +5,7 @@
 //! until the grammar is certain, then fail (`nom::Err::Failure`, via
 //! [`lex::expect`]) with a message saying what was expected at that point.
 
+mod clock;
 mod consume;
 mod definition;
 pub(crate) mod expr;
@@ -22,6 +23,7 @@ pub use crate::error::ParseError;
 /// Keywords of the language, upper case, for completion and highlighting.
 pub const KEYWORDS: &[&str] = &[
     "ACK",
+    "ADVANCE",
     "ALTER",
     "AND",
     "AS",
@@ -34,6 +36,7 @@ pub const KEYWORDS: &[&str] = &[
     "BETWEEN",
     "BY",
     "CHECK",
+    "CLOCK",
     "COMMIT",
     "CONSUME",
     "CONSUME_ACK",
@@ -101,6 +104,7 @@ pub const KEYWORDS: &[&str] = &[
     "SIZE",
     "SUBSCRIBE",
     "SUM",
+    "SYSTEM",
     "TAIL",
     "TIMESTAMP",
     "TO",
@@ -172,6 +176,8 @@ fn statement(input: &str) -> PResult<'_, Statement> {
         "EXPORT" => maintenance::export(rest),
         "IMPORT" => maintenance::import(rest),
         "BENCH" => maintenance::bench(rest),
+        "SET" => clock::set(rest),
+        "ADVANCE" => clock::advance(rest),
         "SELECT" => query::select(rest),
         "TAIL" => query::tail(rest),
         "BEGIN" => done(Statement::Begin),
