@@ -167,7 +167,7 @@ pub enum Error {
     /// the planner's limits, a BENCH workload listed twice.
     #[error("{0}")]
     InvalidStatement(String),
-    /// EXPORT cannot write its file; nothing was written to the target.
+    /// EXPORT or BACKUP cannot write its file; nothing was written to the target.
     #[error("{}", output_file(path, problem))]
     OutputFile {
         /// The file named by the statement.
@@ -518,12 +518,14 @@ pub enum PatternProblem {
     EmbeddedWildcard,
 }
 
-/// Why EXPORT cannot write its file ([`Error::OutputFile`]).
+/// Why EXPORT or BACKUP cannot write its file ([`Error::OutputFile`]).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum FileProblem {
     /// The file exists and the statement does not say OVERWRITE.
     Exists,
+    /// BACKUP's file exists: a backup never replaces a file.
+    BackupExists,
     /// The path is (or resolves to) the database file or one of its
     /// -wal, -shm or -journal files.
     DatabaseFile,
@@ -626,6 +628,7 @@ fn implicit_group(queue: &str, statement: &str) -> String {
 fn not_in_transaction_why(statement: &str) -> &'static str {
     match statement {
         "CONSUME ... WAIT" => ": it would hold the write lock while waiting",
+        "BACKUP" => ": it copies committed state; COMMIT first",
         "SET CLOCK" | "ADVANCE" => ": the transaction runs on the clock it began with",
         _ => "",
     }
@@ -636,6 +639,11 @@ fn output_file(path: &Path, problem: &FileProblem) -> String {
     let path = path.display();
     match problem {
         FileProblem::Exists => format!("'{path}' exists: add OVERWRITE to replace it"),
+        FileProblem::BackupExists => {
+            format!(
+                "'{path}' exists: BACKUP never replaces a file; remove it or choose another name"
+            )
+        }
         FileProblem::DatabaseFile => {
             format!("'{path}' is the database file or one of its own files: choose another file")
         }

@@ -495,6 +495,9 @@ fn statement() -> impl Strategy<Value = Statement> {
         Just(Statement::SetClock(ClockSetting::System)).boxed(),
         duration().prop_map(Statement::Advance).boxed(),
         Just(Statement::ShowClock).boxed(),
+        text()
+            .prop_map(|file| Statement::Backup(Backup { file }))
+            .boxed(),
     ])
 }
 
@@ -518,6 +521,7 @@ const TOKENS: &[&str] = &[
     "CLOCK",
     "SYSTEM",
     "ADVANCE",
+    "BACKUP",
     "PURGE",
     "REQUEUE",
     "SUBSCRIBE",

@@ -1,5 +1,7 @@
-//! The `mqlite` binary with the session clock (SET CLOCK, ADVANCE): scripts
-//! as arguments and on standard input.
+//! The `mqlite` binary with the session clock (SET CLOCK, ADVANCE) and
+//! BACKUP: scripts as arguments and on standard input.
+
+use std::path::Path;
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
@@ -95,4 +97,53 @@ fn the_clock_cannot_move_inside_begin() {
         err.contains("ADVANCE is not allowed inside a transaction"),
         "{err}"
     );
+}
+
+fn backup(db: &Path, to: &Path) -> assert_cmd::assert::Assert {
+    mqlite()
+        .arg(db)
+        .arg(format!("BACKUP TO '{}'", to.display()))
+        .assert()
+}
+
+#[test]
+fn backup_makes_a_copy_that_checks_and_never_overwrites() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("shop.db");
+    mqlite()
+        .arg(&db)
+        .arg("CREATE QUEUE jobs; PUBLISH jobs 'a', 'b'; CONSUME FROM jobs")
+        .assert()
+        .success();
+    let copy = dir.path().join("copy.db");
+    let out = backup(&db, &copy).success();
+    let row = &lines(&out.get_output().stdout)[0];
+    assert!(row["pages"].as_i64().unwrap_or(0) > 0, "{row}");
+    assert_eq!(
+        row["bytes"].as_u64(),
+        Some(std::fs::metadata(&copy).expect("copy").len())
+    );
+    let out = mqlite()
+        .arg(&copy)
+        .arg("CHECK; SELECT payload FROM jobs")
+        .assert()
+        .success();
+    assert_eq!(
+        lines(&out.get_output().stdout),
+        [
+            json!({"result": "ok"}),
+            json!({"payload": "a"}),
+            json!({"payload": "b"})
+        ],
+        "a was delivered and not acked, so it is still there"
+    );
+
+    let before = std::fs::read(&copy).expect("copy");
+    let out = backup(&db, &copy).failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        err.contains("exists: BACKUP never replaces a file"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&copy).expect("copy"), before);
 }

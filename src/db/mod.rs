@@ -4,9 +4,11 @@
 //! Parts: `write` (the write paths: one transaction per call, group commit,
 //! leases without their own fsync, and what a commit's effects ask for),
 //! `wait` (CONSUME that blocks until something is deliverable), `api` (the
-//! typed operations) and `disk` (the space publishing leaves free).
+//! typed operations), `backup` (an online copy of the file) and `disk` (the
+//! space publishing leaves free).
 
 pub(crate) mod api;
+mod backup;
 mod disk;
 mod wait;
 mod write;

@@ -70,6 +70,8 @@ pub enum Statement {
     Advance(Duration),
     /// `SHOW CLOCK`: the time this session's statements run at.
     ShowClock,
+    /// `BACKUP TO 'file'`
+    Backup(Backup),
 }
 
 /// What `SET CLOCK` sets.
@@ -81,6 +83,13 @@ pub enum ClockSetting {
     At(TimeSpec),
     /// `SET CLOCK SYSTEM`: back to the machine's clock.
     System,
+}
+
+/// `BACKUP TO 'file'`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    /// The file to create.
+    pub file: String,
 }
 
 /// `CREATE TOPIC|QUEUE`.

@@ -701,6 +701,7 @@ impl Display for Statement {
             Statement::SetClock(ClockSetting::System) => f.write_str("SET CLOCK SYSTEM"),
             Statement::Advance(d) => write!(f, "ADVANCE {}", Dur(*d)),
             Statement::ShowClock => f.write_str("SHOW CLOCK"),
+            Statement::Backup(b) => write!(f, "BACKUP TO {}", Str(&b.file)),
         }
     }
 }

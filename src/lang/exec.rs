@@ -16,6 +16,7 @@ use crate::delivery::{ConsumeRequest, Delivery};
 use crate::group::Subscription;
 use crate::input::{MAX_LINE_BYTES, read_line_limited};
 use crate::publish::{Message, Published};
+use crate::storage::files::{create_private, refuse_database_files};
 use crate::topic::{PartitionInfo, TopicInfo, TopicOptions, TopicStats};
 use crate::txn::Transaction;
 use crate::{Database, Error, FileProblem, Result, ResultSet, Value};
@@ -90,6 +91,12 @@ pub(crate) fn run(
             out(super::bench::run(db, b, progress.unwrap_or(&mut quiet))?)
         }
         Statement::Tail(t) => tail(db, interrupt, t, out),
+        Statement::Backup(b) => {
+            let mut quiet = |_: &str, _: u64, _: u64| {};
+            let progress = progress.unwrap_or(&mut quiet);
+            let copied = db.backup(&b.file, |done, total| progress("backup", done, total))?;
+            out(backed_up(&copied))
+        }
         Statement::Consume(c) => out(deliveries(
             &db.consume_until(&consume_request(c), Some(interrupt))?,
         )),
@@ -97,7 +104,15 @@ pub(crate) fn run(
     }
 }
 
-/// A callback for long statements (BENCH): `(step, done, total)`.
+/// BACKUP's row: pages and bytes copied.
+fn backed_up(b: &crate::BackupStats) -> ResultSet {
+    ResultSet {
+        columns: vec!["pages".into(), "bytes".into()],
+        rows: vec![vec![count(b.pages), count(b.bytes)]],
+    }
+}
+
+/// A callback for long statements (BENCH, BACKUP): `(step, done, total)`.
 pub(crate) type Progress<'a> = dyn FnMut(&str, u64, u64) + Send + 'a;
 
 /// Runs one statement inside a transaction.
@@ -182,7 +197,7 @@ fn run_with(
         Statement::Consume(c) => deliveries(&either!(&mut r, x => x.consume(&consume_request(c)))?),
         Statement::Bench(_) => return Err(not_in_transaction("BENCH")),
         Statement::Tail(_) => return Err(not_in_transaction("TAIL")),
-        // A `Session` sets its clock; here a transaction is open.
+        Statement::Backup(_) => return Err(not_in_transaction("BACKUP")),
         Statement::SetClock(_) => return Err(not_in_transaction("SET CLOCK")),
         Statement::Advance(_) => return Err(not_in_transaction("ADVANCE")),
         Statement::ShowClock => super::session::clock_row(r.db()),
@@ -190,7 +205,8 @@ fn run_with(
     out(rs)
 }
 
-/// BENCH and TAIL reach `run_with` only inside a transaction.
+/// BENCH, TAIL, BACKUP and the clock statements reach `run_with` only
+/// inside a transaction.
 fn not_in_transaction(statement: &str) -> Error {
     Error::NotAllowedInTransaction {
         statement: statement.into(),
@@ -523,46 +539,6 @@ fn export(r: &mut Runner<'_>, e: &Export) -> Result<u64> {
     Ok(rs.rows.len() as u64)
 }
 
-/// Refuses `target` when it names the database file or one of SQLite's
-/// files beside it (`-wal`, `-shm`, `-journal`), by name (after resolving
-/// `.`, `..` and symlinks of the directory) or by identity (a symlink or a
-/// hard link to one of them).
-fn refuse_database_files(db: &std::path::Path, target: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let refuse = || {
-        Err(Error::OutputFile {
-            path: target.to_path_buf(),
-            problem: FileProblem::DatabaseFile,
-        })
-    };
-    let db = db.canonicalize()?;
-    let mut own = vec![db.clone()];
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let mut name = db.clone().into_os_string();
-        name.push(suffix);
-        own.push(name.into());
-    }
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    if let (Ok(dir), Some(name)) = (parent.canonicalize(), target.file_name())
-        && own.contains(&dir.join(name))
-    {
-        return refuse();
-    }
-    if let Ok(meta) = std::fs::metadata(target) {
-        for path in &own {
-            if let Ok(m) = std::fs::metadata(path)
-                && (m.dev(), m.ino()) == (meta.dev(), meta.ino())
-            {
-                return refuse();
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A file mqlite writes for the user: created 0600 whatever the umask.
 ///
 /// Without `overwrite` the file itself is created (an existing one is
@@ -624,19 +600,6 @@ impl Drop for OutputFile {
             let _ = std::fs::remove_file(&self.written);
         }
     }
-}
-
-/// Creates a new file with mode 0600 (the mode is set again after
-/// creation, so no umask widens or narrows it); fails if the path exists.
-pub(crate) fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(file)
 }
 
 /// IMPORT: publishes every line of a jsonl file (as EXPORT writes them) in

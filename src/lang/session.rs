@@ -92,7 +92,7 @@ pub struct Session {
     interrupt: Arc<AtomicBool>,
     /// The transaction BEGIN opened; dropped (rolled back) with the session.
     tx: Option<Transaction>,
-    /// Told how long statements (BENCH) progress.
+    /// Told how long statements (BENCH, BACKUP) progress.
     progress: Option<Box<Progress<'static>>>,
 }
 
@@ -114,7 +114,7 @@ impl Session {
     }
 
     /// Sets a callback told `(step, done, total)` while a long statement
-    /// (BENCH) runs, e.g. to draw a progress bar.
+    /// (BENCH, BACKUP) runs, e.g. to draw a progress bar.
     pub fn set_progress(&mut self, progress: impl FnMut(&str, u64, u64) + Send + 'static) {
         self.progress = Some(Box::new(progress));
     }

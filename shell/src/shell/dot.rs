@@ -66,6 +66,10 @@ const STATEMENTS: &[(&str, &str)] = &[
     ),
     ("IMPORT", "IMPORT 'orders.jsonl' INTO orders;"),
     (
+        "BACKUP",
+        "BACKUP TO 'shop-copy.db';  (online, all state; never replaces a file)",
+    ),
+    (
         "SET CLOCK",
         "SET CLOCK '2026-01-01T00:00:00Z';  ADVANCE 31s;  SHOW CLOCK;  SET CLOCK SYSTEM;",
     ),
@@ -179,7 +183,7 @@ mod tests {
             assert!(text.contains(command), "{command} missing from .help");
         }
         assert!(text.contains("CONSUME 10 FROM orders"));
-        for new in ["SET CLOCK '", "ADVANCE 31s", "SHOW CLOCK"] {
+        for new in ["BACKUP TO '", "SET CLOCK '", "ADVANCE 31s", "SHOW CLOCK"] {
             assert!(text.contains(new), "{new} missing from .help");
         }
     }

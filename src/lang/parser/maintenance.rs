@@ -1,12 +1,14 @@
 //! Replay, dead letters and maintenance: REPLAY, REQUEUE DLQ, PURGE, EXPORT,
-//! IMPORT, BENCH.
+//! IMPORT, BACKUP, BENCH.
 
 use super::expr::expr;
 use super::lex::{
     PResult, SIZE_EXPECTED, end, expect, failure, ident, keyword, maybe, name, name_unless, punct,
     size, skip_ws, string, timestamp, uint,
 };
-use crate::lang::ast::{Bench, DlqOp, Export, Import, Replay, ReplayFrom, Statement, Workload};
+use crate::lang::ast::{
+    Backup, Bench, DlqOp, Export, Import, Replay, ReplayFrom, Statement, Workload,
+};
 
 const END: &str = "expected ';' or end of input";
 
@@ -111,6 +113,13 @@ pub(super) fn purge(input: &str) -> PResult<'_, Statement> {
     }
     let (i, n) = expect(name, "expected DLQ or a topic or queue name")(input)?;
     end(i, Statement::Purge(n), END)
+}
+
+/// `BACKUP TO 'file'` (after BACKUP).
+pub(super) fn backup(input: &str) -> PResult<'_, Statement> {
+    let (i, _) = expect(keyword("TO"), "expected TO")(input)?;
+    let (i, file) = expect(string, "expected a file name in quotes like 'copy.db'")(i)?;
+    end(i, Statement::Backup(Backup { file }), END)
 }
 
 /// `EXPORT name TO 'file' [WHERE expr] [OVERWRITE]` (after EXPORT).

@@ -29,6 +29,7 @@ pub const KEYWORDS: &[&str] = &[
     "AS",
     "ASC",
     "AVG",
+    "BACKUP",
     "BATCH",
     "BEGIN",
     "BEGINNING",
@@ -176,6 +177,7 @@ fn statement(input: &str) -> PResult<'_, Statement> {
         "EXPORT" => maintenance::export(rest),
         "IMPORT" => maintenance::import(rest),
         "BENCH" => maintenance::bench(rest),
+        "BACKUP" => maintenance::backup(rest),
         "SET" => clock::set(rest),
         "ADVANCE" => clock::advance(rest),
         "SELECT" => query::select(rest),
@@ -607,6 +609,21 @@ mod tests {
                 limit: None
             })
         );
+        assert_eq!(
+            ok("BACKUP TO 'copy.db'"),
+            Statement::Backup(Backup {
+                file: "copy.db".into()
+            })
+        );
+        assert_eq!(ok("SHOW CLOCK"), Statement::ShowClock);
+        for (bad, says) in [
+            ("BACKUP 'copy.db'", "expected TO"),
+            ("BACKUP TO copy.db", "expected a file name in quotes"),
+            ("SHOW CLOCKS", "expected TOPICS, QUEUES, GROUPS or CLOCK"),
+        ] {
+            let e = parse_statement(bad).expect_err(bad);
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
         assert_eq!(ok("PURGE \"DLQ\""), Statement::Purge("DLQ".into()));
         assert_eq!(ok("PURGE orders"), Statement::Purge("orders".into()));
         assert_eq!("begin".parse::<Statement>(), Ok(Statement::Begin));
