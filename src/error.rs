@@ -128,21 +128,9 @@ pub enum Error {
         /// The statement (or API call) refused: `SUBSCRIBE` or `UNSUBSCRIBE`.
         statement: String,
     },
-    /// REQUEUE DLQ of a dead letter whose group no longer exists or no
-    /// longer reads its topic; nothing of the statement was applied.
-    #[error(
-        "dead letter {id} belongs to group '{group}' on '{topic}', which no longer exists or no longer reads it; PURGE DLQ removes it"
-    )]
-    DeadLetterOrphaned {
-        /// The dead letter's id.
-        id: i64,
-        /// The group it was dead-lettered by.
-        group: String,
-        /// Its topic.
-        topic: String,
-    },
     /// A statement that cannot run inside an explicit transaction: BENCH,
-    /// TAIL, or a CONSUME that would WAIT holding the write lock.
+    /// TAIL, BACKUP, SET CLOCK, ADVANCE, or a CONSUME that would WAIT
+    /// holding the write lock.
     #[error(
         "{statement} is not allowed inside a transaction{}",
         not_in_transaction_why(statement)

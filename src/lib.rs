@@ -68,6 +68,7 @@ pub use db::{
     WriteStats,
 };
 pub use delivery::{ConsumeRequest, Delivery, NackAction};
+pub use dlq::{Orphan, OrphanReason, Requeued};
 pub use error::{Error, FileProblem, NameProblem, ParseError, PatternProblem, Result};
 pub use group::{GroupInfo, ReplayFrom, StartFrom, Subscription, TimeSpec, pattern_matches};
 pub use input::{MAX_LINE_BYTES, read_line_limited};

@@ -79,7 +79,10 @@ fn the_copy_holds_every_kind_of_state_and_opens_as_a_database() {
     assert!(dup.duplicate);
     assert!(!c.mark_processed("billing", "email-1").unwrap());
     // Dead letters requeue in the copy.
-    assert_eq!(rows(&c, "REQUEUE DLQ jobs"), [json!({"requeued": 1})]);
+    assert_eq!(
+        rows(&c, "REQUEUE DLQ jobs"),
+        [json!({"requeued": 1, "skipped": 0})]
+    );
     // The source is untouched by all that.
     assert_eq!(rows(db, "SELECT COUNT(*) AS n FROM DLQ"), [json!({"n": 1})]);
 }

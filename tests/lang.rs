@@ -32,6 +32,8 @@ fn name() -> impl Strategy<Value = String> {
         "a-",
         "where",
         "limit",
+        "dry",
+        "Run",
         "system",
     ])
     .prop_map(str::to_string)
@@ -257,12 +259,14 @@ fn dlq_op(with_limit: bool) -> impl Strategy<Value = DlqOp> {
         prop::option::of((name(), prop::option::of(name()))),
         prop::option::of(expr()),
         prop::option::of(any::<u64>()),
+        any::<bool>(),
     )
-        .prop_map(move |(target, filter, limit)| DlqOp {
+        .prop_map(move |(target, filter, limit, dry_run)| DlqOp {
             topic: target.as_ref().map(|t| t.0.clone()),
             group: target.and_then(|t| t.1),
             filter,
             limit: limit.filter(|_| with_limit),
+            dry_run,
         })
 }
 
@@ -517,6 +521,8 @@ const TOKENS: &[&str] = &[
     "ACK",
     "NACK",
     "DLQ",
+    "DRY",
+    "RUN",
     "SET",
     "CLOCK",
     "SYSTEM",

@@ -1,5 +1,5 @@
-//! The `mqlite` binary with the session clock (SET CLOCK, ADVANCE) and
-//! BACKUP: scripts as arguments and on standard input.
+//! The `mqlite` binary with the session clock (SET CLOCK, ADVANCE), BACKUP
+//! and DLQ previews (DRY RUN): scripts as arguments and on standard input.
 
 use std::path::Path;
 
@@ -146,4 +146,52 @@ fn backup_makes_a_copy_that_checks_and_never_overwrites() {
         "{err}"
     );
     assert_eq!(std::fs::read(&copy).expect("copy"), before);
+}
+
+#[test]
+fn dlq_dry_run_in_the_shell() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("dlq.db");
+    let out = mqlite()
+        .arg(&db)
+        .arg(
+            "CREATE QUEUE jobs; PUBLISH jobs 'a'; CONSUME FROM jobs; NACK 1 DEAD 'bad';
+             CREATE TOPIC t; SUBSCRIBE GROUP g TO t; PUBLISH t 'x'; CONSUME FROM t GROUP g;",
+        )
+        .assert()
+        .success();
+    let delivered: Vec<i64> = lines(&out.get_output().stdout)
+        .iter()
+        .filter_map(|r| r["delivery"].as_i64())
+        .collect();
+    let out = mqlite()
+        .arg(&db)
+        .arg(format!(
+            "NACK {} DEAD 'gone'; DROP TOPIC t; REQUEUE DLQ DRY RUN; REQUEUE DLQ; SELECT reason FROM DLQ",
+            delivered[1]
+        ))
+        .assert()
+        .success();
+    let rows = lines(&out.get_output().stdout);
+    let preview: Vec<(Value, Value)> = rows
+        .iter()
+        .filter(|r| r.get("failed_at").is_some())
+        .map(|r| (r["topic"].clone(), r["skipped"].clone()))
+        .collect();
+    assert_eq!(
+        preview,
+        [
+            (json!("jobs"), Value::Null),
+            (json!("t"), json!("topic 't' was dropped"))
+        ]
+    );
+    assert!(
+        rows.contains(&json!({"requeued": 1, "skipped": 1})),
+        "{rows:#?}"
+    );
+    assert_eq!(rows.last(), Some(&json!({"reason": "gone"})));
+
+    let out = mqlite().arg(&db).arg("PURGE DLQ nosuch").assert().failure();
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(err.contains("topic 'nosuch' does not exist"), "{err}");
 }

@@ -258,7 +258,8 @@ pub struct Replay {
     pub from: ReplayFrom,
 }
 
-/// `REQUEUE DLQ [name [GROUP g]] [WHERE expr] [LIMIT n]` and `PURGE DLQ [name [GROUP g]] [WHERE expr]`
+/// `REQUEUE DLQ [name [GROUP g]] [WHERE expr] [LIMIT n] [DRY RUN]` and
+/// `PURGE DLQ [name [GROUP g]] [WHERE expr] [DRY RUN]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct DlqOp {
     /// Only this topic.
@@ -269,6 +270,8 @@ pub struct DlqOp {
     pub filter: Option<Expr>,
     /// LIMIT (REQUEUE only).
     pub limit: Option<u64>,
+    /// DRY RUN: list the dead letters it would move, change nothing.
+    pub dry_run: bool,
 }
 
 /// `EXPORT name TO 'file' [WHERE expr] [OVERWRITE]`

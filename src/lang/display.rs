@@ -385,6 +385,9 @@ impl Display for DlqOp {
         if let Some(n) = self.limit {
             write!(f, " LIMIT {n}")?;
         }
+        if self.dry_run {
+            f.write_str(" DRY RUN")?;
+        }
         Ok(())
     }
 }

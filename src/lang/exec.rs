@@ -179,15 +179,8 @@ fn run_with(
             either!(&mut r, x => x.replay(&rp.topic, &rp.group, rp.from))?;
             ResultSet::empty()
         }
-        Statement::RequeueDlq(op) => {
-            let ids = dlq_ids(&mut r, op)?;
-            let n = either!(&mut r, x => x.requeue_dlq(&ids))?;
-            one("requeued", count(n))
-        }
-        Statement::PurgeDlq(op) => {
-            let ids = dlq_ids(&mut r, op)?;
-            one("purged", count(either!(&mut r, x => x.purge_dlq(&ids))?))
-        }
+        Statement::RequeueDlq(op) => requeue_dlq(&mut r, op)?,
+        Statement::PurgeDlq(op) => purge_dlq(&mut r, op)?,
         Statement::Begin | Statement::Commit | Statement::Rollback => {
             return Err(transaction_control(stmt, r.in_transaction()));
         }
@@ -466,8 +459,9 @@ fn equals(name: &str, v: Literal) -> Expr {
     }
 }
 
-/// Ids of the dead letters a REQUEUE/PURGE DLQ selects, oldest first.
-fn dlq_ids(r: &mut Runner<'_>, op: &DlqOp) -> Result<Vec<i64>> {
+/// The SELECT of `items` over the dead letters a REQUEUE/PURGE DLQ names,
+/// oldest first.
+fn dlq_select(op: &DlqOp, items: &[&str]) -> Select {
     let mut conds = Vec::new();
     if let Some(t) = &op.topic {
         conds.push(equals("topic", Literal::String(t.clone())));
@@ -478,27 +472,128 @@ fn dlq_ids(r: &mut Runner<'_>, op: &DlqOp) -> Result<Vec<i64>> {
     if let Some(f) = &op.filter {
         conds.push(f.clone());
     }
-    let q = Select {
-        items: vec![SelectItem::Expr {
-            expr: column("id"),
-            alias: None,
-        }],
+    Select {
+        items: items
+            .iter()
+            .map(|&c| SelectItem::Expr {
+                expr: column(c),
+                alias: Some(c.to_string()),
+            })
+            .collect(),
         source: Source::Dlq,
         filter: conds.into_iter().reduce(and),
         group_by: Vec::new(),
         order_by: Vec::new(),
         limit: op.limit,
         offset: None,
-    };
-    let rs = r.select(&q)?;
-    Ok(rs
-        .rows
+    }
+}
+
+/// The ids in the first column of `rs`.
+fn ids_of(rs: &ResultSet) -> Vec<i64> {
+    rs.rows
         .iter()
         .filter_map(|r| match r.first() {
             Some(Value::Int(i)) => Some(*i),
             _ => None,
         })
-        .collect())
+        .collect()
+}
+
+/// A topic or group a REQUEUE/PURGE DLQ names must exist, as a topic or
+/// group or in a dead letter (a dropped topic's dead letters stay, and
+/// must stay purgeable by name): a typo is an error, not 0 rows.
+fn dlq_names_exist(r: &mut Runner<'_>, op: &DlqOp) -> Result<()> {
+    let named = |r: &mut Runner<'_>, col: &str, v: &str| -> Result<bool> {
+        let q = dlq_select(
+            &DlqOp {
+                topic: None,
+                group: None,
+                filter: Some(equals(col, Literal::String(v.to_string()))),
+                limit: Some(1),
+                dry_run: false,
+            },
+            &["id"],
+        );
+        Ok(!r.select(&q)?.rows.is_empty())
+    };
+    if let Some(t) = &op.topic
+        && !named(r, "topic", t)?
+    {
+        either!(r, x => x.topic(t))?;
+    }
+    if let Some(g) = &op.group
+        && !named(r, "group", g)?
+        && !either!(r, x => x.groups())?.iter().any(|x| &x.name == g)
+    {
+        return Err(Error::GroupNotFound(g.clone()));
+    }
+    Ok(())
+}
+
+/// Ids of the dead letters a REQUEUE/PURGE DLQ selects, oldest first.
+fn dlq_ids(r: &mut Runner<'_>, op: &DlqOp) -> Result<Vec<i64>> {
+    dlq_names_exist(r, op)?;
+    Ok(ids_of(&r.select(&dlq_select(op, &["id"]))?))
+}
+
+/// REQUEUE DLQ: `requeued, skipped` (dead letters whose group no longer
+/// reads their topic stay in the DLQ), or the DRY RUN listing.
+fn requeue_dlq(r: &mut Runner<'_>, op: &DlqOp) -> Result<ResultSet> {
+    if op.dry_run {
+        return dlq_preview(r, op, true);
+    }
+    let ids = dlq_ids(r, op)?;
+    let done = either!(r, x => x.requeue_dlq(&ids))?;
+    Ok(ResultSet {
+        columns: vec!["requeued".into(), "skipped".into()],
+        rows: vec![vec![count(done.requeued), count(done.skipped.len() as u64)]],
+    })
+}
+
+/// PURGE DLQ: `purged`, or the DRY RUN listing.
+fn purge_dlq(r: &mut Runner<'_>, op: &DlqOp) -> Result<ResultSet> {
+    if op.dry_run {
+        return dlq_preview(r, op, false);
+    }
+    let ids = dlq_ids(r, op)?;
+    Ok(one("purged", count(either!(r, x => x.purge_dlq(&ids))?)))
+}
+
+/// What a REQUEUE/PURGE DLQ ... DRY RUN shows of each dead letter it would
+/// take (the payload and headers stay in `SELECT * FROM DLQ`).
+const DRY_RUN_COLUMNS: &[&str] = &[
+    "id",
+    "topic",
+    "group",
+    "partition",
+    "offset",
+    "key",
+    "attempts",
+    "reason",
+    "failed_at",
+];
+
+/// DRY RUN: the dead letters the statement would take, changing nothing.
+/// For REQUEUE a last column `skipped` says why one would stay in the DLQ
+/// (NULL: it would be requeued).
+fn dlq_preview(r: &mut Runner<'_>, op: &DlqOp, requeue: bool) -> Result<ResultSet> {
+    dlq_names_exist(r, op)?;
+    let mut rs = r.select(&dlq_select(op, DRY_RUN_COLUMNS))?;
+    if requeue {
+        let ids = ids_of(&rs);
+        let orphans = either!(r, x => x.dlq_orphans(&ids))?;
+        rs.columns.push("skipped".into());
+        for row in &mut rs.rows {
+            let id = match row.first() {
+                Some(Value::Int(i)) => Some(*i),
+                _ => None,
+            };
+            let why = orphans.iter().find(|o| Some(o.id) == id);
+            row.push(why.map_or(Value::Null, |o| Value::Text(o.why())));
+        }
+    }
+    Ok(rs)
 }
 
 /// The messages of a topic matching a filter, in partition/offset order.

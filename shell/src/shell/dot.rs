@@ -54,6 +54,10 @@ const STATEMENTS: &[(&str, &str)] = &[
     ),
     ("REQUEUE DLQ", "REQUEUE DLQ orders GROUP billing LIMIT 100;"),
     ("PURGE DLQ", "PURGE DLQ orders;"),
+    (
+        "... DRY RUN",
+        "REQUEUE DLQ orders DRY RUN;  PURGE DLQ WHERE attempts > 3 DRY RUN;  (list, change nothing)",
+    ),
     ("PURGE", "PURGE orders;"),
     (
         "BEGIN/COMMIT",
@@ -183,7 +187,13 @@ mod tests {
             assert!(text.contains(command), "{command} missing from .help");
         }
         assert!(text.contains("CONSUME 10 FROM orders"));
-        for new in ["BACKUP TO '", "SET CLOCK '", "ADVANCE 31s", "SHOW CLOCK"] {
+        for new in [
+            "DRY RUN;",
+            "BACKUP TO '",
+            "SET CLOCK '",
+            "ADVANCE 31s",
+            "SHOW CLOCK",
+        ] {
             assert!(text.contains(new), "{new} missing from .help");
         }
     }

@@ -52,6 +52,7 @@ pub const KEYWORDS: &[&str] = &[
     "DESCRIBE",
     "DLQ",
     "DROP",
+    "DRY",
     "EXISTS",
     "EXPORT",
     "FALSE",
@@ -99,6 +100,7 @@ pub const KEYWORDS: &[&str] = &[
     "REQUEUE",
     "RETENTION",
     "ROLLBACK",
+    "RUN",
     "SELECT",
     "SET",
     "SHOW",
@@ -580,6 +582,7 @@ mod tests {
                     right: Box::new(Expr::Literal(Literal::Int(3))),
                 }),
                 limit: Some(10),
+                dry_run: false,
             })
         );
         assert_eq!(
@@ -588,7 +591,8 @@ mod tests {
                 topic: None,
                 group: None,
                 filter: None,
-                limit: Some(5)
+                limit: Some(5),
+                dry_run: false,
             })
         );
         assert_eq!(
@@ -597,7 +601,8 @@ mod tests {
                 topic: None,
                 group: None,
                 filter: None,
-                limit: None
+                limit: None,
+                dry_run: false,
             })
         );
         assert_eq!(
@@ -606,9 +611,52 @@ mod tests {
                 topic: None,
                 group: None,
                 filter: None,
-                limit: None
+                limit: None,
+                dry_run: false,
             })
         );
+        let dry = |topic: Option<&str>, limit| DlqOp {
+            topic: topic.map(Into::into),
+            group: None,
+            filter: None,
+            limit,
+            dry_run: true,
+        };
+        assert_eq!(
+            ok("REQUEUE DLQ DRY RUN"),
+            Statement::RequeueDlq(dry(None, None))
+        );
+        assert_eq!(
+            ok("requeue dlq dry LIMIT 3 dry run"),
+            Statement::RequeueDlq(dry(Some("dry"), Some(3))),
+            "a topic named dry"
+        );
+        assert_eq!(
+            ok("PURGE DLQ orders DRY RUN;"),
+            Statement::PurgeDlq(dry(Some("orders"), None))
+        );
+        assert_eq!(
+            ok("PURGE DLQ DRY"),
+            Statement::PurgeDlq(DlqOp {
+                dry_run: false,
+                ..dry(Some("DRY"), None)
+            }),
+            "DRY without RUN is a name"
+        );
+        assert_eq!(
+            ok("PURGE DLQ \"dry\" DRY RUN"),
+            Statement::PurgeDlq(dry(Some("dry"), None))
+        );
+        for (bad, says) in [
+            ("PURGE DLQ jobs DRY", "expected RUN (DRY RUN)"),
+            ("REQUEUE DLQ LIMIT 1 DRY", "expected RUN (DRY RUN)"),
+            ("REQUEUE DLQ LIMIT 1 RUN", "expected DRY RUN or ';'"),
+            ("PURGE DLQ WHERE id = 1 LIMIT 1", "expected DRY RUN or ';'"),
+            ("REQUEUE DLQ DRY RUN LIMIT 1", "expected ';'"),
+        ] {
+            let e = parse_statement(bad).expect_err(bad);
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
         assert_eq!(
             ok("BACKUP TO 'copy.db'"),
             Statement::Backup(Backup {
