@@ -1,13 +1,15 @@
 //! The dead-letter queue: one table of dead letters, each a copy of the
 //! message with the group it failed in, its attempts and why.
 
-use rusqlite::params;
+use std::fmt;
 
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::Result;
 use crate::group::{self, GroupInfo, pending};
 use crate::storage::tx::Ctx;
-use crate::topic::TopicInfo;
+use crate::topic::{self, TopicInfo};
 use crate::units::Count;
-use crate::{Error, Result};
 
 /// Copies a message into the dead-letter table. Does nothing if the message
 /// is gone (trimmed by retention).
@@ -34,42 +36,164 @@ pub(crate) fn insert(
     Ok(())
 }
 
+/// What REQUEUE DLQ did: how many dead letters went back to their groups,
+/// and those it left in the DLQ because their group cannot read their
+/// topic any more.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Requeued {
+    /// Dead letters given back to their groups (and gone from the DLQ).
+    pub requeued: u64,
+    /// Dead letters left in the DLQ, in the order asked; `PURGE DLQ`
+    /// removes them.
+    pub skipped: Vec<Orphan>,
+}
+
+/// A dead letter that cannot be requeued: its group no longer reads its
+/// topic. It stays in the DLQ (listed, purgeable) until purged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Orphan {
+    /// Its DLQ id.
+    pub id: i64,
+    /// The topic it was dead-lettered on.
+    pub topic: String,
+    /// The group it was dead-lettered by.
+    pub group: String,
+    /// Why it cannot go back.
+    pub reason: OrphanReason,
+}
+
+/// Why a dead letter cannot be requeued ([`Orphan`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OrphanReason {
+    /// Its topic was dropped (a topic created since under the same name is
+    /// another topic).
+    TopicDropped,
+    /// Its group no longer exists (it unsubscribed from everything, or its
+    /// queue was dropped; a group created since under the same name is
+    /// another group).
+    GroupGone,
+    /// Its group exists but no longer reads its topic.
+    NotSubscribed,
+}
+
+impl Orphan {
+    /// Why, in words: "topic 'orders' was dropped".
+    pub fn why(&self) -> String {
+        let (t, g) = (&self.topic, &self.group);
+        match self.reason {
+            OrphanReason::TopicDropped => format!("topic '{t}' was dropped"),
+            OrphanReason::GroupGone => format!("group '{g}' no longer exists"),
+            OrphanReason::NotSubscribed => format!("group '{g}' no longer reads '{t}'"),
+        }
+    }
+}
+
+impl fmt::Display for Orphan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "dead letter {} was not requeued: {}; PURGE DLQ removes it",
+            self.id,
+            self.why()
+        )
+    }
+}
+
+/// A dead letter's place, as REQUEUE needs it.
+struct DeadLetter {
+    group_id: i64,
+    group: String,
+    topic_id: i64,
+    topic: String,
+    partition: u32,
+    offset: i64,
+}
+
+/// The dead letter `id`; None when it is no longer in the table.
+fn find(conn: &Connection, id: i64) -> Result<Option<DeadLetter>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT group_id, group_name, topic_id, topic, partition, offset FROM mq_dlq WHERE id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(DeadLetter {
+                group_id: r.get(0)?,
+                group: r.get(1)?,
+                topic_id: r.get(2)?,
+                topic: r.get(3)?,
+                partition: r.get(4)?,
+                offset: r.get(5)?,
+            })
+        })
+        .optional()?)
+}
+
+/// Why `d` cannot be requeued, if it cannot. Groups and topics are matched
+/// by id, which is never reused.
+fn orphan_reason(conn: &Connection, d: &DeadLetter) -> Result<Option<OrphanReason>> {
+    if topic::by_id(conn, d.topic_id)?.is_none() {
+        return Ok(Some(OrphanReason::TopicDropped));
+    }
+    if group::find_id(conn, &d.group)? != Some(d.group_id) {
+        return Ok(Some(OrphanReason::GroupGone));
+    }
+    if !group::reads_topic(conn, d.group_id, d.topic_id)? {
+        return Ok(Some(OrphanReason::NotSubscribed));
+    }
+    Ok(None)
+}
+
+fn orphan(id: i64, d: DeadLetter, reason: OrphanReason) -> Orphan {
+    Orphan {
+        id,
+        topic: d.topic,
+        group: d.group,
+        reason,
+    }
+}
+
+/// Of the dead letters `ids`, those [`requeue`] would leave where they are.
+pub(crate) fn orphans(conn: &Connection, ids: &[i64]) -> Result<Vec<Orphan>> {
+    let mut out = Vec::new();
+    for &id in ids {
+        if let Some(d) = find(conn, id)?
+            && let Some(reason) = orphan_reason(conn, &d)?
+        {
+            out.push(orphan(id, d, reason));
+        }
+    }
+    Ok(out)
+}
+
 /// Puts dead letters back in front of their group: each is delivered again
 /// to that group only, attempts reset. Ids no longer in the table (another
-/// REQUEUE or PURGE took them) are skipped. Returns how many were requeued.
-///
-/// # Errors
-/// `DeadLetterOrphaned` for a dead letter whose group no longer reads its topic.
-pub(crate) fn requeue(ctx: &Ctx<'_>, ids: &[i64]) -> Result<u64> {
-    let mut n = 0;
+/// REQUEUE or PURGE took them) are skipped silently; dead letters whose
+/// group no longer reads their topic stay in the table and are reported.
+pub(crate) fn requeue(ctx: &Ctx<'_>, ids: &[i64]) -> Result<Requeued> {
+    let mut done = Requeued::default();
     for &id in ids {
-        let found = ctx
-            .prepare_cached("SELECT group_id, group_name, topic_id, topic, partition, offset FROM mq_dlq WHERE id = ?1")?
-            .query_row([id], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?,
-                    r.get::<_, u32>(4)?, r.get::<_, i64>(5)?))
-            });
-        let (gid, gname, tid, tname, part, off) = match found {
-            Ok(row) => row,
-            Err(rusqlite::Error::QueryReturnedNoRows) => continue,
-            Err(e) => return Err(e.into()),
-        };
-        if !group::reads_topic(ctx, gid, tid)? {
-            return Err(Error::DeadLetterOrphaned {
-                id,
-                group: gname,
-                topic: tname,
-            });
+        let Some(d) = find(ctx, id)? else { continue };
+        if let Some(reason) = orphan_reason(ctx, &d)? {
+            done.skipped.push(orphan(id, d, reason));
+            continue;
         }
-        pending::restore_dead_letter(ctx, ctx.now, id, (gid, tid, part, off))?;
+        pending::restore_dead_letter(
+            ctx,
+            ctx.now,
+            id,
+            (d.group_id, d.topic_id, d.partition, d.offset),
+        )?;
         ctx.prepare_cached("DELETE FROM mq_dlq WHERE id = ?1")?
             .execute([id])?;
-        n += 1;
+        done.requeued += 1;
     }
-    if n > 0 {
+    if done.requeued > 0 {
         ctx.made_deliverable();
     }
-    Ok(n)
+    Ok(done)
 }
 
 /// Deletes dead letters by id; returns how many were there.

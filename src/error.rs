@@ -133,21 +133,9 @@ pub enum Error {
         /// The statement (or API call) refused: `SUBSCRIBE` or `UNSUBSCRIBE`.
         statement: String,
     },
-    /// REQUEUE DLQ of a dead letter whose group no longer exists or no
-    /// longer reads its topic; nothing of the statement was applied.
-    #[error(
-        "dead letter {id} belongs to group '{group}' on '{topic}', which no longer exists or no longer reads it; PURGE DLQ removes it"
-    )]
-    DeadLetterOrphaned {
-        /// The dead letter's id.
-        id: i64,
-        /// The group it was dead-lettered by.
-        group: String,
-        /// Its topic.
-        topic: String,
-    },
     /// A statement that cannot run inside an explicit transaction: BENCH,
-    /// TAIL, or a CONSUME that would WAIT holding the write lock.
+    /// TAIL, BACKUP, SET CLOCK, ADVANCE, or a CONSUME that would WAIT
+    /// holding the write lock.
     #[error(
         "{statement} is not allowed inside a transaction{}",
         not_in_transaction_why(statement)
@@ -172,7 +160,7 @@ pub enum Error {
     /// the planner's limits, a BENCH workload listed twice.
     #[error("{0}")]
     InvalidStatement(String),
-    /// EXPORT cannot write its file; nothing was written to the target.
+    /// EXPORT or BACKUP cannot write its file; nothing was written to the target.
     #[error("{}", output_file(path, problem))]
     OutputFile {
         /// The file named by the statement.
@@ -534,12 +522,14 @@ pub enum PatternProblem {
     EmbeddedWildcard,
 }
 
-/// Why EXPORT cannot write its file ([`Error::OutputFile`]).
+/// Why EXPORT or BACKUP cannot write its file ([`Error::OutputFile`]).
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum FileProblem {
     /// The file exists and the statement does not say OVERWRITE.
     Exists,
+    /// BACKUP's file exists: a backup never replaces a file.
+    BackupExists,
     /// The path is (or resolves to) the database file or one of its
     /// -wal, -shm or -journal files.
     DatabaseFile,
@@ -642,6 +632,8 @@ fn implicit_group(queue: &str, statement: &str) -> String {
 fn not_in_transaction_why(statement: &str) -> &'static str {
     match statement {
         "CONSUME ... WAIT" => ": it would hold the write lock while waiting",
+        "BACKUP" => ": it copies committed state; COMMIT first",
+        "SET CLOCK" | "ADVANCE" => ": the transaction runs on the clock it began with",
         _ => "",
     }
 }
@@ -651,6 +643,11 @@ fn output_file(path: &Path, problem: &FileProblem) -> String {
     let path = path.display();
     match problem {
         FileProblem::Exists => format!("'{path}' exists: add OVERWRITE to replace it"),
+        FileProblem::BackupExists => {
+            format!(
+                "'{path}' exists: BACKUP never replaces a file; remove it or choose another name"
+            )
+        }
         FileProblem::DatabaseFile => {
             format!("'{path}' is the database file or one of its own files: choose another file")
         }

@@ -68,6 +68,7 @@ pub use db::{
     WriteStats,
 };
 pub use delivery::{ConsumeRequest, Delivery, NackAction};
+pub use dlq::{Orphan, OrphanReason, Requeued};
 pub use error::{Error, FileProblem, NameProblem, ParseError, PatternProblem, Result};
 pub use group::{GroupInfo, ReplayFrom, StartFrom, Subscription, TimeSpec, pattern_matches};
 pub use input::{MAX_LINE_BYTES, read_line_limited};
@@ -78,7 +79,7 @@ pub use processed::DEFAULT_PROCESSED_TTL;
 pub use publish::{DEFAULT_MAX_PAYLOAD, Message, Published, partition_for_key};
 /// The rusqlite crate mqlite links, for the application's own SQL in a [`Transaction`].
 pub use rusqlite;
-pub use storage::{Durability, sqlite_version};
+pub use storage::{BackupStats, Durability, sqlite_version};
 pub use topic::{
     DEFAULT_ACK_WAIT, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_DELIVERIES, Overflow, PartitionInfo,
     Record, Retention, TopicInfo, TopicKind, TopicOptions, TopicStats,

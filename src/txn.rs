@@ -10,6 +10,7 @@ use rusqlite::Connection;
 
 use crate::db::{GroupStats, TopicSummary, api};
 use crate::delivery::{self, ConsumeRequest, Delivery, NackAction};
+use crate::dlq::{Orphan, Requeued};
 use crate::group::{self, ReplayFrom, Subscription};
 use crate::processed::{self, DEFAULT_PROCESSED_TTL};
 use crate::publish::{self, Message, Published};
@@ -376,8 +377,16 @@ impl Transaction {
     ///
     /// # Errors
     /// As [`Database::requeue_dlq`].
-    pub fn requeue_dlq(&mut self, ids: &[i64]) -> Result<u64> {
+    pub fn requeue_dlq(&mut self, ids: &[i64]) -> Result<Requeued> {
         self.step(|c| dlq::requeue(c, ids))
+    }
+
+    /// As [`Database::dlq_orphans`], seeing this transaction's changes.
+    ///
+    /// # Errors
+    /// As [`Database::dlq_orphans`].
+    pub fn dlq_orphans(&mut self, ids: &[i64]) -> Result<Vec<Orphan>> {
+        self.step(|c| dlq::orphans(c, ids))
     }
 
     /// As [`Database::purge_dlq`], in this transaction.
@@ -418,6 +427,14 @@ impl Transaction {
     /// As [`Database::topic`].
     pub fn topic(&mut self, name: &str) -> Result<topic::TopicInfo> {
         self.step(|c| topic::get(c, name))
+    }
+
+    /// As [`Database::groups`], seeing this transaction's changes.
+    ///
+    /// # Errors
+    /// As [`Database::groups`].
+    pub fn groups(&mut self) -> Result<Vec<group::GroupInfo>> {
+        self.step(|c| group::list(c))
     }
 
     /// As [`Database::topic_stats`], seeing this transaction's changes.

@@ -471,8 +471,10 @@ fn queues_and_groups_do_not_share_names() {
     );
 }
 
+/// A dead letter whose group is gone is no error: REQUEUE DLQ leaves it
+/// in the DLQ and names it in its outcome (see tests/dlq_repair.rs).
 #[test]
-fn requeueing_a_dead_letter_of_a_gone_group_names_it() {
+fn requeueing_a_dead_letter_of_a_gone_group_reports_it() {
     let t = setup();
     let db = &t.db;
     db.publish("orders", Message::new("x")).unwrap();
@@ -489,16 +491,37 @@ fn requeueing_a_dead_letter_of_a_gone_group_names_it() {
             ref other => panic!("{other:?}"),
         })
         .collect();
-    let e = db.requeue_dlq(&ids).unwrap_err();
+    let done = db.requeue_dlq(&ids).unwrap();
+    assert_eq!(done.requeued, 0);
+    let o = &done.skipped[0];
+    assert_eq!(
+        (o.id, o.group.as_str(), o.topic.as_str(), o.reason),
+        (ids[0], "g", "orders", mqlite::OrphanReason::GroupGone)
+    );
+    assert_eq!(
+        o.to_string(),
+        format!(
+            "dead letter {} was not requeued: group 'g' no longer exists; PURGE DLQ removes it",
+            ids[0]
+        )
+    );
+}
+
+#[test]
+fn backup_to_an_existing_file_says_it_never_replaces_one() {
+    let t = setup();
+    let copy = t.dir.path().join("copy.db");
+    t.db.backup(&copy, |_, _| {}).unwrap();
+    let e = t.db.backup(&copy, |_, _| {}).unwrap_err();
     assert!(
-        matches!(&e, Error::DeadLetterOrphaned { id, group, topic } if *id == ids[0] && group == "g" && topic == "orders"),
+        matches!(&e, Error::OutputFile { path, problem: FileProblem::BackupExists } if *path == copy),
         "{e:?}"
     );
     assert_eq!(
         e.to_string(),
         format!(
-            "dead letter {} belongs to group 'g' on 'orders', which no longer exists or no longer reads it; PURGE DLQ removes it",
-            ids[0]
+            "'{}' exists: BACKUP never replaces a file; remove it or choose another name",
+            copy.display()
         )
     );
 }

@@ -32,6 +32,9 @@ fn name() -> impl Strategy<Value = String> {
         "a-",
         "where",
         "limit",
+        "dry",
+        "Run",
+        "system",
     ])
     .prop_map(str::to_string)
 }
@@ -256,12 +259,14 @@ fn dlq_op(with_limit: bool) -> impl Strategy<Value = DlqOp> {
         prop::option::of((name(), prop::option::of(name()))),
         prop::option::of(expr()),
         prop::option::of(any::<u64>()),
+        any::<bool>(),
     )
-        .prop_map(move |(target, filter, limit)| DlqOp {
+        .prop_map(move |(target, filter, limit, dry_run)| DlqOp {
             topic: target.as_ref().map(|t| t.0.clone()),
             group: target.and_then(|t| t.1),
             filter,
             limit: limit.filter(|_| with_limit),
+            dry_run,
         })
 }
 
@@ -488,6 +493,15 @@ fn statement() -> impl Strategy<Value = Statement> {
         (name(), prop::option::of(expr()))
             .prop_map(|(topic, filter)| Statement::Tail(Tail { topic, filter }))
             .boxed(),
+        time_spec()
+            .prop_map(|t| Statement::SetClock(ClockSetting::At(t)))
+            .boxed(),
+        Just(Statement::SetClock(ClockSetting::System)).boxed(),
+        duration().prop_map(Statement::Advance).boxed(),
+        Just(Statement::ShowClock).boxed(),
+        text()
+            .prop_map(|file| Statement::Backup(Backup { file }))
+            .boxed(),
     ])
 }
 
@@ -507,6 +521,13 @@ const TOKENS: &[&str] = &[
     "ACK",
     "NACK",
     "DLQ",
+    "DRY",
+    "RUN",
+    "SET",
+    "CLOCK",
+    "SYSTEM",
+    "ADVANCE",
+    "BACKUP",
     "PURGE",
     "REQUEUE",
     "SUBSCRIBE",

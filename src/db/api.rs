@@ -7,6 +7,7 @@ use rusqlite::Connection;
 
 use super::Database;
 use crate::delivery::{self, NackAction};
+use crate::dlq::{Orphan, Requeued};
 use crate::group::{self, GroupInfo, ReplayFrom, Subscription};
 use crate::publish::{self, Message, Published};
 use crate::topic::{self, PartitionInfo, TopicInfo, TopicKind, TopicOptions, TopicStats};
@@ -390,13 +391,24 @@ impl Database {
     }
 
     /// Puts dead letters (by DLQ id) back in front of their groups, attempts
-    /// reset; returns how many. Ids no longer in the DLQ are skipped.
+    /// reset. Ids no longer in the DLQ are skipped; a dead letter whose
+    /// group no longer reads its topic (the topic was dropped, the group
+    /// unsubscribed) stays in the DLQ and is reported in
+    /// [`Requeued::skipped`], without holding back the others.
     ///
     /// # Errors
-    /// `DeadLetterOrphaned` for a dead letter whose group no longer reads
-    /// its topic (nothing is requeued then).
-    pub fn requeue_dlq(&self, ids: &[i64]) -> Result<u64> {
+    /// Storage errors only.
+    pub fn requeue_dlq(&self, ids: &[i64]) -> Result<Requeued> {
         self.write("REQUEUE DLQ", |c| dlq::requeue(c, ids))
+    }
+
+    /// Of these dead letters, the ones [`Database::requeue_dlq`] would
+    /// leave in the DLQ, and why. Changes nothing.
+    ///
+    /// # Errors
+    /// Storage errors only.
+    pub fn dlq_orphans(&self, ids: &[i64]) -> Result<Vec<Orphan>> {
+        self.read(|c, _| dlq::orphans(c, ids))
     }
 
     /// Deletes dead letters by DLQ id; returns how many were there.

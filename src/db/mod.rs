@@ -4,9 +4,11 @@
 //! Parts: `write` (the write paths: one transaction per call, group commit,
 //! leases without their own fsync, and what a commit's effects ask for),
 //! `wait` (CONSUME that blocks until something is deliverable), `api` (the
-//! typed operations) and `disk` (the space publishing leaves free).
+//! typed operations), `backup` (an online copy of the file) and `disk` (the
+//! space publishing leaves free).
 
 pub(crate) mod api;
+mod backup;
 mod disk;
 mod wait;
 mod write;
@@ -261,6 +263,31 @@ impl Database {
     /// Now, by the database's clock (ms since the epoch).
     pub fn now_ms(&self) -> i64 {
         self.inner.clock.now_ms()
+    }
+
+    /// True when this handle's clock stands for the machine's (see
+    /// [`Clock::is_wall_clock`]).
+    pub(crate) fn has_wall_clock(&self) -> bool {
+        self.inner.clock.is_wall_clock()
+    }
+
+    /// Another handle on the same file, opened with this handle's options
+    /// (durability, read-only, payload limit, disk reserve) and `clock`.
+    /// It has its own connections, as another process would: its writes
+    /// are judged by `clock`, and a publish's timestamp still never goes
+    /// back within a partition (see docs/design.md, "Clocks").
+    ///
+    /// # Errors
+    /// As [`DatabaseBuilder::open`].
+    pub fn with_clock(&self, clock: impl Clock + 'static) -> Result<Database> {
+        let i = &self.inner;
+        Database::builder(&i.path)
+            .durability(i.durability)
+            .read_only(i.read_only)
+            .max_payload(i.max_payload)
+            .disk_reserve(i.disk_reserve)
+            .clock(clock)
+            .open()
     }
 
     /// How many grouped writes (publishes, ACKs) this handle made, and in

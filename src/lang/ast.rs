@@ -64,6 +64,32 @@ pub enum Statement {
     Select(Select),
     /// `TAIL name [WHERE expr]`
     Tail(Tail),
+    /// `SET CLOCK 'time' | SET CLOCK SYSTEM`: this session's clock.
+    SetClock(ClockSetting),
+    /// `ADVANCE duration`: moves this session's clock forward.
+    Advance(Duration),
+    /// `SHOW CLOCK`: the time this session's statements run at.
+    ShowClock,
+    /// `BACKUP TO 'file'`
+    Backup(Backup),
+}
+
+/// What `SET CLOCK` sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockSetting {
+    /// `SET CLOCK 'time'`: a clock that stands still at that time until
+    /// ADVANCE or another SET CLOCK moves it (a relative `'-1h'` counts from
+    /// the session's clock).
+    At(TimeSpec),
+    /// `SET CLOCK SYSTEM`: back to the machine's clock.
+    System,
+}
+
+/// `BACKUP TO 'file'`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    /// The file to create.
+    pub file: String,
 }
 
 /// `CREATE TOPIC|QUEUE`.
@@ -232,7 +258,8 @@ pub struct Replay {
     pub from: ReplayFrom,
 }
 
-/// `REQUEUE DLQ [name [GROUP g]] [WHERE expr] [LIMIT n]` and `PURGE DLQ [name [GROUP g]] [WHERE expr]`
+/// `REQUEUE DLQ [name [GROUP g]] [WHERE expr] [LIMIT n] [DRY RUN]` and
+/// `PURGE DLQ [name [GROUP g]] [WHERE expr] [DRY RUN]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct DlqOp {
     /// Only this topic.
@@ -243,6 +270,8 @@ pub struct DlqOp {
     pub filter: Option<Expr>,
     /// LIMIT (REQUEUE only).
     pub limit: Option<u64>,
+    /// DRY RUN: list the dead letters it would move, change nothing.
+    pub dry_run: bool,
 }
 
 /// `EXPORT name TO 'file' [WHERE expr] [OVERWRITE]`

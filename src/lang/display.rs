@@ -7,10 +7,11 @@ use std::fmt::{self, Display, Formatter, Write};
 use std::time::Duration;
 
 use super::ast::{
-    Alter, Bench, BinaryOp, Consume, ConsumeSource, Create, DlqOp, DropStmt, Export, Expr,
-    Function, Import, Literal, Nack, NackAction, OrderBy, Overflow, PathSegment, Payload, Publish,
-    Replay, ReplayFrom, Retention, Select, SelectItem, Source, StartFrom, Statement, Subscribe,
-    SubscribeTarget, Tail, TimeSpec, TopicKind, TopicOption, UnaryOp, Unsubscribe, Workload,
+    Alter, Bench, BinaryOp, ClockSetting, Consume, ConsumeSource, Create, DlqOp, DropStmt, Export,
+    Expr, Function, Import, Literal, Nack, NackAction, OrderBy, Overflow, PathSegment, Payload,
+    Publish, Replay, ReplayFrom, Retention, Select, SelectItem, Source, StartFrom, Statement,
+    Subscribe, SubscribeTarget, Tail, TimeSpec, TopicKind, TopicOption, UnaryOp, Unsubscribe,
+    Workload,
 };
 use super::parser::expr::RESERVED_IN_EXPR;
 use super::parser::is_keyword;
@@ -384,6 +385,9 @@ impl Display for DlqOp {
         if let Some(n) = self.limit {
             write!(f, " LIMIT {n}")?;
         }
+        if self.dry_run {
+            f.write_str(" DRY RUN")?;
+        }
         Ok(())
     }
 }
@@ -696,6 +700,11 @@ impl Display for Statement {
             Statement::Bench(s) => s.fmt(f),
             Statement::Select(s) => s.fmt(f),
             Statement::Tail(s) => s.fmt(f),
+            Statement::SetClock(ClockSetting::At(t)) => write!(f, "SET CLOCK {t}"),
+            Statement::SetClock(ClockSetting::System) => f.write_str("SET CLOCK SYSTEM"),
+            Statement::Advance(d) => write!(f, "ADVANCE {}", Dur(*d)),
+            Statement::ShowClock => f.write_str("SHOW CLOCK"),
+            Statement::Backup(b) => write!(f, "BACKUP TO {}", Str(&b.file)),
         }
     }
 }

@@ -13,9 +13,11 @@ use super::ast::{
 use super::{display, jsonl, query};
 use crate::db::{GroupStats, TopicSummary};
 use crate::delivery::{ConsumeRequest, Delivery};
+use crate::dlq::Requeued;
 use crate::group::Subscription;
 use crate::input::{MAX_LINE_BYTES, read_line_limited};
 use crate::publish::{Message, Published};
+use crate::storage::files::{create_private, refuse_database_files};
 use crate::topic::{PartitionInfo, TopicInfo, TopicOptions, TopicStats};
 use crate::txn::Transaction;
 use crate::{Database, Error, FileProblem, Result, ResultSet, Value};
@@ -93,6 +95,10 @@ pub(crate) fn run(
     match stmt {
         Statement::Bench(b) => out(super::bench::run(db, b, progress)?),
         Statement::Tail(t) => tail(db, interrupt, t, out),
+        Statement::Backup(b) => {
+            let copied = db.backup(&b.file, |done, total| progress("backup", done, total))?;
+            out(backed_up(&copied))
+        }
         Statement::Consume(c) => out(deliveries(
             &db.consume_until(&consume_request(c), Some(interrupt))?,
         )),
@@ -100,8 +106,16 @@ pub(crate) fn run(
     }
 }
 
-/// A callback for long statements (BENCH, EXPORT, IMPORT, large REQUEUE
-/// DLQ): `(step, done, total)`.
+/// BACKUP's row: pages and bytes copied.
+fn backed_up(b: &crate::BackupStats) -> ResultSet {
+    ResultSet {
+        columns: vec!["pages".into(), "bytes".into()],
+        rows: vec![vec![count(b.pages), count(b.bytes)]],
+    }
+}
+
+/// A callback for long statements (BENCH, BACKUP, EXPORT, IMPORT, large
+/// REQUEUE DLQ): `(step, done, total)`.
 pub(crate) type Progress<'a> = dyn FnMut(&str, u64, u64) + Send + 'a;
 
 /// Runs one statement inside a transaction.
@@ -169,15 +183,8 @@ fn run_with(
             either!(&mut r, x => x.replay(&rp.topic, &rp.group, rp.from))?;
             ResultSet::empty()
         }
-        Statement::RequeueDlq(op) => {
-            let ids = dlq_ids(&mut r, op)?;
-            let n = requeue(&mut r, &ids, progress)?;
-            one("requeued", count(n))
-        }
-        Statement::PurgeDlq(op) => {
-            let ids = dlq_ids(&mut r, op)?;
-            one("purged", count(either!(&mut r, x => x.purge_dlq(&ids))?))
-        }
+        Statement::RequeueDlq(op) => requeue_dlq(&mut r, op, progress)?,
+        Statement::PurgeDlq(op) => purge_dlq(&mut r, op)?,
         Statement::Begin | Statement::Commit | Statement::Rollback => {
             return Err(transaction_control(stmt, r.in_transaction()));
         }
@@ -187,11 +194,16 @@ fn run_with(
         Statement::Consume(c) => deliveries(&either!(&mut r, x => x.consume(&consume_request(c)))?),
         Statement::Bench(_) => return Err(not_in_transaction("BENCH")),
         Statement::Tail(_) => return Err(not_in_transaction("TAIL")),
+        Statement::Backup(_) => return Err(not_in_transaction("BACKUP")),
+        Statement::SetClock(_) => return Err(not_in_transaction("SET CLOCK")),
+        Statement::Advance(_) => return Err(not_in_transaction("ADVANCE")),
+        Statement::ShowClock => super::session::clock_row(r.db()),
     };
     out(rs)
 }
 
-/// BENCH and TAIL reach `run_with` only inside a transaction.
+/// BENCH, TAIL, BACKUP and the clock statements reach `run_with` only
+/// inside a transaction.
 fn not_in_transaction(statement: &str) -> Error {
     Error::NotAllowedInTransaction {
         statement: statement.into(),
@@ -451,8 +463,9 @@ fn equals(name: &str, v: Literal) -> Expr {
     }
 }
 
-/// Ids of the dead letters a REQUEUE/PURGE DLQ selects, oldest first.
-fn dlq_ids(r: &mut Runner<'_>, op: &DlqOp) -> Result<Vec<i64>> {
+/// The SELECT of `items` over the dead letters a REQUEUE/PURGE DLQ names,
+/// oldest first.
+fn dlq_select(op: &DlqOp, items: &[&str]) -> Select {
     let mut conds = Vec::new();
     if let Some(t) = &op.topic {
         conds.push(equals("topic", Literal::String(t.clone())));
@@ -463,27 +476,128 @@ fn dlq_ids(r: &mut Runner<'_>, op: &DlqOp) -> Result<Vec<i64>> {
     if let Some(f) = &op.filter {
         conds.push(f.clone());
     }
-    let q = Select {
-        items: vec![SelectItem::Expr {
-            expr: column("id"),
-            alias: None,
-        }],
+    Select {
+        items: items
+            .iter()
+            .map(|&c| SelectItem::Expr {
+                expr: column(c),
+                alias: Some(c.to_string()),
+            })
+            .collect(),
         source: Source::Dlq,
         filter: conds.into_iter().reduce(and),
         group_by: Vec::new(),
         order_by: Vec::new(),
         limit: op.limit,
         offset: None,
-    };
-    let rs = r.select(&q)?;
-    Ok(rs
-        .rows
+    }
+}
+
+/// The ids in the first column of `rs`.
+fn ids_of(rs: &ResultSet) -> Vec<i64> {
+    rs.rows
         .iter()
         .filter_map(|r| match r.first() {
             Some(Value::Int(i)) => Some(*i),
             _ => None,
         })
-        .collect())
+        .collect()
+}
+
+/// A topic or group a REQUEUE/PURGE DLQ names must exist, as a topic or
+/// group or in a dead letter (a dropped topic's dead letters stay, and
+/// must stay purgeable by name): a typo is an error, not 0 rows.
+fn dlq_names_exist(r: &mut Runner<'_>, op: &DlqOp) -> Result<()> {
+    let named = |r: &mut Runner<'_>, col: &str, v: &str| -> Result<bool> {
+        let q = dlq_select(
+            &DlqOp {
+                topic: None,
+                group: None,
+                filter: Some(equals(col, Literal::String(v.to_string()))),
+                limit: Some(1),
+                dry_run: false,
+            },
+            &["id"],
+        );
+        Ok(!r.select(&q)?.rows.is_empty())
+    };
+    if let Some(t) = &op.topic
+        && !named(r, "topic", t)?
+    {
+        either!(r, x => x.topic(t))?;
+    }
+    if let Some(g) = &op.group
+        && !named(r, "group", g)?
+        && !either!(r, x => x.groups())?.iter().any(|x| &x.name == g)
+    {
+        return Err(Error::GroupNotFound(g.clone()));
+    }
+    Ok(())
+}
+
+/// Ids of the dead letters a REQUEUE/PURGE DLQ selects, oldest first.
+fn dlq_ids(r: &mut Runner<'_>, op: &DlqOp) -> Result<Vec<i64>> {
+    dlq_names_exist(r, op)?;
+    Ok(ids_of(&r.select(&dlq_select(op, &["id"]))?))
+}
+
+/// REQUEUE DLQ: `requeued, skipped` (dead letters whose group no longer
+/// reads their topic stay in the DLQ), or the DRY RUN listing.
+fn requeue_dlq(r: &mut Runner<'_>, op: &DlqOp, progress: &mut Progress<'_>) -> Result<ResultSet> {
+    if op.dry_run {
+        return dlq_preview(r, op, true);
+    }
+    let ids = dlq_ids(r, op)?;
+    let done = requeue(r, &ids, progress)?;
+    Ok(ResultSet {
+        columns: vec!["requeued".into(), "skipped".into()],
+        rows: vec![vec![count(done.requeued), count(done.skipped.len() as u64)]],
+    })
+}
+
+/// PURGE DLQ: `purged`, or the DRY RUN listing.
+fn purge_dlq(r: &mut Runner<'_>, op: &DlqOp) -> Result<ResultSet> {
+    if op.dry_run {
+        return dlq_preview(r, op, false);
+    }
+    let ids = dlq_ids(r, op)?;
+    Ok(one("purged", count(either!(r, x => x.purge_dlq(&ids))?)))
+}
+
+/// What a REQUEUE/PURGE DLQ ... DRY RUN shows of each dead letter it would
+/// take (the payload and headers stay in `SELECT * FROM DLQ`).
+const DRY_RUN_COLUMNS: &[&str] = &[
+    "id",
+    "topic",
+    "group",
+    "partition",
+    "offset",
+    "key",
+    "attempts",
+    "reason",
+    "failed_at",
+];
+
+/// DRY RUN: the dead letters the statement would take, changing nothing.
+/// For REQUEUE a last column `skipped` says why one would stay in the DLQ
+/// (NULL: it would be requeued).
+fn dlq_preview(r: &mut Runner<'_>, op: &DlqOp, requeue: bool) -> Result<ResultSet> {
+    dlq_names_exist(r, op)?;
+    let mut rs = r.select(&dlq_select(op, DRY_RUN_COLUMNS))?;
+    if requeue {
+        let ids = ids_of(&rs);
+        let orphans = either!(r, x => x.dlq_orphans(&ids))?;
+        rs.columns.push("skipped".into());
+        for row in &mut rs.rows {
+            let id = match row.first() {
+                Some(Value::Int(i)) => Some(*i),
+                _ => None,
+            };
+            let why = orphans.iter().find(|o| Some(o.id) == id);
+            row.push(why.map_or(Value::Null, |o| Value::Text(o.why())));
+        }
+    }
+    Ok(rs)
 }
 
 /// Dead letters a large REQUEUE DLQ moves per step.
@@ -492,19 +606,22 @@ const REQUEUE_CHUNK: usize = 1000;
 /// REQUEUE DLQ of `ids`: one write; past `REQUEUE_CHUNK` ids, one
 /// transaction of chunks that tells `progress` ("REQUEUE", dead letters
 /// done, ids), all or nothing alike.
-fn requeue(r: &mut Runner<'_>, ids: &[i64], progress: &mut Progress<'_>) -> Result<u64> {
+fn requeue(r: &mut Runner<'_>, ids: &[i64], progress: &mut Progress<'_>) -> Result<Requeued> {
     if ids.len() <= REQUEUE_CHUNK {
         return either!(r, x => x.requeue_dlq(ids));
     }
     let total = ids.len() as u64;
-    let mut chunks = |tx: &mut Transaction| -> Result<u64> {
-        let (mut requeued, mut done) = (0, 0);
+    let mut chunks = |tx: &mut Transaction| -> Result<Requeued> {
+        let mut all = Requeued::default();
+        let mut done = 0;
         for chunk in ids.chunks(REQUEUE_CHUNK) {
-            requeued += tx.requeue_dlq(chunk)?;
+            let part = tx.requeue_dlq(chunk)?;
+            all.requeued += part.requeued;
+            all.skipped.extend(part.skipped);
             done += chunk.len() as u64;
             progress("REQUEUE", done, total);
         }
-        Ok(requeued)
+        Ok(all)
     };
     match r {
         Runner::Auto(db) => {
@@ -571,46 +688,6 @@ fn export(r: &mut Runner<'_>, e: &Export, progress: &mut Progress<'_>) -> Result
     Ok(written)
 }
 
-/// Refuses `target` when it names the database file or one of SQLite's
-/// files beside it (`-wal`, `-shm`, `-journal`), by name (after resolving
-/// `.`, `..` and symlinks of the directory) or by identity (a symlink or a
-/// hard link to one of them).
-fn refuse_database_files(db: &std::path::Path, target: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let refuse = || {
-        Err(Error::OutputFile {
-            path: target.to_path_buf(),
-            problem: FileProblem::DatabaseFile,
-        })
-    };
-    let db = db.canonicalize()?;
-    let mut own = vec![db.clone()];
-    for suffix in ["-wal", "-shm", "-journal"] {
-        let mut name = db.clone().into_os_string();
-        name.push(suffix);
-        own.push(name.into());
-    }
-    let parent = match target.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => std::path::Path::new("."),
-    };
-    if let (Ok(dir), Some(name)) = (parent.canonicalize(), target.file_name())
-        && own.contains(&dir.join(name))
-    {
-        return refuse();
-    }
-    if let Ok(meta) = std::fs::metadata(target) {
-        for path in &own {
-            if let Ok(m) = std::fs::metadata(path)
-                && (m.dev(), m.ino()) == (meta.dev(), meta.ino())
-            {
-                return refuse();
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A file mqlite writes for the user: created 0600 whatever the umask.
 ///
 /// Without `overwrite` the file itself is created (an existing one is
@@ -672,19 +749,6 @@ impl Drop for OutputFile {
             let _ = std::fs::remove_file(&self.written);
         }
     }
-}
-
-/// Creates a new file with mode 0600 (the mode is set again after
-/// creation, so no umask widens or narrows it); fails if the path exists.
-pub(crate) fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    Ok(file)
 }
 
 /// IMPORT: publishes every line of a jsonl file (as EXPORT writes them) in

@@ -1,4 +1,5 @@
-//! The SQLite file: opening, pragmas, schema and migrations.
+//! The SQLite file: opening, pragmas, schema and migrations, online backup,
+//! and the files mqlite writes beside it.
 //!
 //! Invariants kept here:
 //! - every write transaction is `BEGIN IMMEDIATE` (see `Database::write`);
@@ -7,7 +8,9 @@
 //!   refused before anything is written to it.
 
 pub(crate) mod app_sql;
+pub(crate) mod backup;
 mod durability;
+pub(crate) mod files;
 pub(crate) mod group_commit;
 mod pool;
 mod schema;
@@ -28,6 +31,7 @@ use rusqlite::hooks::Wal;
 use rusqlite::{Connection, OpenFlags, config::DbConfig};
 
 use crate::{Error, Result};
+pub use backup::BackupStats;
 pub use durability::Durability;
 pub(crate) use pool::Pool;
 

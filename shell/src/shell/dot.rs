@@ -58,6 +58,10 @@ const STATEMENTS: &[(&str, &str)] = &[
     ),
     ("REQUEUE DLQ", "REQUEUE DLQ orders GROUP billing LIMIT 100;"),
     ("PURGE DLQ", "PURGE DLQ orders;"),
+    (
+        "... DRY RUN",
+        "REQUEUE DLQ orders DRY RUN;  PURGE DLQ WHERE attempts > 3 DRY RUN;  (list, change nothing)",
+    ),
     ("PURGE", "PURGE orders;"),
     (
         "BEGIN/COMMIT",
@@ -69,6 +73,14 @@ const STATEMENTS: &[(&str, &str)] = &[
         "EXPORT orders TO 'orders.jsonl' WHERE data.total > 100 OVERWRITE;",
     ),
     ("IMPORT", "IMPORT 'orders.jsonl' INTO orders;"),
+    (
+        "BACKUP",
+        "BACKUP TO 'shop-copy.db';  (online, all state; never replaces a file)",
+    ),
+    (
+        "SET CLOCK",
+        "SET CLOCK '2026-01-01T00:00:00Z';  ADVANCE 31s;  SHOW CLOCK;  SET CLOCK SYSTEM;",
+    ),
     ("BENCH", "BENCH publish_batch MESSAGES 100000 SIZE 200B;"),
     (
         "SELECT",
@@ -182,6 +194,15 @@ mod tests {
             assert!(text.contains(command), "{command} missing from .help");
         }
         assert!(text.contains("CONSUME 10 FROM orders"));
+        for new in [
+            "DRY RUN;",
+            "BACKUP TO '",
+            "SET CLOCK '",
+            "ADVANCE 31s",
+            "SHOW CLOCK",
+        ] {
+            assert!(text.contains(new), "{new} missing from .help");
+        }
     }
 
     #[test]

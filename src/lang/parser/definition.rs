@@ -112,7 +112,13 @@ pub(super) fn show(input: &str) -> PResult<'_, Statement> {
     if let Ok((i, _)) = keyword("QUEUES")(input) {
         return end(i, Statement::ShowQueues, "expected ';' or end of input");
     }
-    let (i, _) = expect(keyword("GROUPS"), "expected TOPICS, QUEUES or GROUPS")(input)?;
+    if let Ok((i, _)) = keyword("CLOCK")(input) {
+        return end(i, Statement::ShowClock, "expected ';' or end of input");
+    }
+    let (i, _) = expect(
+        keyword("GROUPS"),
+        "expected TOPICS, QUEUES, GROUPS or CLOCK",
+    )(input)?;
     let (i, on) = match keyword("ON")(i) {
         Ok((rest, _)) => {
             let (rest, n) = expect(name, "expected a topic name")(rest)?;

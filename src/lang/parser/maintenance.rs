@@ -1,12 +1,14 @@
 //! Replay, dead letters and maintenance: REPLAY, REQUEUE DLQ, PURGE, EXPORT,
-//! IMPORT, BENCH.
+//! IMPORT, BACKUP, BENCH.
 
 use super::expr::expr;
 use super::lex::{
     PResult, SIZE_EXPECTED, end, expect, failure, ident, keyword, maybe, name, name_unless, punct,
     size, skip_ws, string, timestamp, uint,
 };
-use crate::lang::ast::{Bench, DlqOp, Export, Import, Replay, ReplayFrom, Statement, Workload};
+use crate::lang::ast::{
+    Backup, Bench, DlqOp, Export, Import, Replay, ReplayFrom, Statement, Workload,
+};
 
 const END: &str = "expected ';' or end of input";
 
@@ -47,9 +49,15 @@ pub(super) fn replay(input: &str) -> PResult<'_, Statement> {
     end(i, Statement::Replay(Replay { topic, group, from }), hint)
 }
 
-/// `[name [GROUP g]] [WHERE expr] [LIMIT n]` after `REQUEUE DLQ` / `PURGE DLQ`.
+/// `[name [GROUP g]] [WHERE expr] [LIMIT n] [DRY RUN]` after `REQUEUE DLQ` /
+/// `PURGE DLQ`. `DRY` starts DRY RUN only when RUN follows, so a topic
+/// named `dry` keeps working.
 fn dlq_op(input: &str, with_limit: bool) -> PResult<'_, DlqOp> {
-    let (i, topic) = maybe(name_unless(&["WHERE", "LIMIT"]), input)?;
+    let (i, topic) = if at_dry_run(input) {
+        (input, None)
+    } else {
+        maybe(name_unless(&["WHERE", "LIMIT"]), input)?
+    };
     let (i, group) = match topic {
         Some(_) => match keyword("GROUP")(i) {
             Ok((rest, _)) => {
@@ -74,6 +82,13 @@ fn dlq_op(input: &str, with_limit: bool) -> PResult<'_, DlqOp> {
         }
         _ => (i, None),
     };
+    let (i, dry_run) = match keyword("DRY")(i) {
+        Ok((rest, _)) => {
+            let (rest, _) = expect(keyword("RUN"), "expected RUN (DRY RUN)")(rest)?;
+            (rest, true)
+        }
+        Err(_) => (i, false),
+    };
     Ok((
         i,
         DlqOp {
@@ -81,8 +96,16 @@ fn dlq_op(input: &str, with_limit: bool) -> PResult<'_, DlqOp> {
             group,
             filter,
             limit,
+            dry_run,
         },
     ))
+}
+
+/// True when the next tokens are `DRY RUN`.
+fn at_dry_run(input: &str) -> bool {
+    keyword("DRY")(input)
+        .and_then(|(rest, _)| keyword("RUN")(rest))
+        .is_ok()
 }
 
 /// `REQUEUE DLQ ...` (after REQUEUE).
@@ -90,10 +113,11 @@ pub(super) fn requeue(input: &str) -> PResult<'_, Statement> {
     let (i, _) = expect(keyword("DLQ"), "expected DLQ")(input)?;
     let (i, op) = dlq_op(i, true)?;
     let hint = match (&op.topic, &op.group, &op.filter, &op.limit) {
-        (_, _, _, Some(_)) => END,
-        (_, _, Some(_), None) => "expected LIMIT or ';'",
-        (Some(_), None, None, None) => "expected GROUP, WHERE, LIMIT or ';'",
-        _ => "expected WHERE, LIMIT or ';'",
+        _ if op.dry_run => END,
+        (_, _, _, Some(_)) => "expected DRY RUN or ';'",
+        (_, _, Some(_), None) => "expected LIMIT, DRY RUN or ';'",
+        (Some(_), None, None, None) => "expected GROUP, WHERE, LIMIT, DRY RUN or ';'",
+        _ => "expected WHERE, LIMIT, DRY RUN or ';'",
     };
     end(i, Statement::RequeueDlq(op), hint)
 }
@@ -103,14 +127,22 @@ pub(super) fn purge(input: &str) -> PResult<'_, Statement> {
     if let Ok((i, _)) = keyword("DLQ")(input) {
         let (i, op) = dlq_op(i, false)?;
         let hint = match (&op.topic, &op.group, &op.filter) {
-            (_, _, Some(_)) => END,
-            (Some(_), None, None) => "expected GROUP, WHERE or ';'",
-            _ => "expected WHERE or ';'",
+            _ if op.dry_run => END,
+            (_, _, Some(_)) => "expected DRY RUN or ';'",
+            (Some(_), None, None) => "expected GROUP, WHERE, DRY RUN or ';'",
+            _ => "expected WHERE, DRY RUN or ';'",
         };
         return end(i, Statement::PurgeDlq(op), hint);
     }
     let (i, n) = expect(name, "expected DLQ or a topic or queue name")(input)?;
     end(i, Statement::Purge(n), END)
+}
+
+/// `BACKUP TO 'file'` (after BACKUP).
+pub(super) fn backup(input: &str) -> PResult<'_, Statement> {
+    let (i, _) = expect(keyword("TO"), "expected TO")(input)?;
+    let (i, file) = expect(string, "expected a file name in quotes like 'copy.db'")(i)?;
+    end(i, Statement::Backup(Backup { file }), END)
 }
 
 /// `EXPORT name TO 'file' [WHERE expr] [OVERWRITE]` (after EXPORT).

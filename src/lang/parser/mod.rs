@@ -5,6 +5,7 @@
 //! until the grammar is certain, then fail (`nom::Err::Failure`, via
 //! [`lex::expect`]) with a message saying what was expected at that point.
 
+mod clock;
 mod consume;
 mod definition;
 pub(crate) mod expr;
@@ -22,11 +23,13 @@ pub use crate::error::ParseError;
 /// Keywords of the language, upper case, for completion and highlighting.
 pub const KEYWORDS: &[&str] = &[
     "ACK",
+    "ADVANCE",
     "ALTER",
     "AND",
     "AS",
     "ASC",
     "AVG",
+    "BACKUP",
     "BATCH",
     "BEGIN",
     "BEGINNING",
@@ -34,6 +37,7 @@ pub const KEYWORDS: &[&str] = &[
     "BETWEEN",
     "BY",
     "CHECK",
+    "CLOCK",
     "COMMIT",
     "CONSUME",
     "CONSUME_ACK",
@@ -48,6 +52,7 @@ pub const KEYWORDS: &[&str] = &[
     "DESCRIBE",
     "DLQ",
     "DROP",
+    "DRY",
     "EXISTS",
     "EXPORT",
     "FALSE",
@@ -95,12 +100,14 @@ pub const KEYWORDS: &[&str] = &[
     "REQUEUE",
     "RETENTION",
     "ROLLBACK",
+    "RUN",
     "SELECT",
     "SET",
     "SHOW",
     "SIZE",
     "SUBSCRIBE",
     "SUM",
+    "SYSTEM",
     "TAIL",
     "TIMESTAMP",
     "TO",
@@ -172,6 +179,9 @@ fn statement(input: &str) -> PResult<'_, Statement> {
         "EXPORT" => maintenance::export(rest),
         "IMPORT" => maintenance::import(rest),
         "BENCH" => maintenance::bench(rest),
+        "BACKUP" => maintenance::backup(rest),
+        "SET" => clock::set(rest),
+        "ADVANCE" => clock::advance(rest),
         "SELECT" => query::select(rest),
         "TAIL" => query::tail(rest),
         "BEGIN" => done(Statement::Begin),
@@ -572,6 +582,7 @@ mod tests {
                     right: Box::new(Expr::Literal(Literal::Int(3))),
                 }),
                 limit: Some(10),
+                dry_run: false,
             })
         );
         assert_eq!(
@@ -580,7 +591,8 @@ mod tests {
                 topic: None,
                 group: None,
                 filter: None,
-                limit: Some(5)
+                limit: Some(5),
+                dry_run: false,
             })
         );
         assert_eq!(
@@ -589,7 +601,8 @@ mod tests {
                 topic: None,
                 group: None,
                 filter: None,
-                limit: None
+                limit: None,
+                dry_run: false,
             })
         );
         assert_eq!(
@@ -598,9 +611,67 @@ mod tests {
                 topic: None,
                 group: None,
                 filter: None,
-                limit: None
+                limit: None,
+                dry_run: false,
             })
         );
+        let dry = |topic: Option<&str>, limit| DlqOp {
+            topic: topic.map(Into::into),
+            group: None,
+            filter: None,
+            limit,
+            dry_run: true,
+        };
+        assert_eq!(
+            ok("REQUEUE DLQ DRY RUN"),
+            Statement::RequeueDlq(dry(None, None))
+        );
+        assert_eq!(
+            ok("requeue dlq dry LIMIT 3 dry run"),
+            Statement::RequeueDlq(dry(Some("dry"), Some(3))),
+            "a topic named dry"
+        );
+        assert_eq!(
+            ok("PURGE DLQ orders DRY RUN;"),
+            Statement::PurgeDlq(dry(Some("orders"), None))
+        );
+        assert_eq!(
+            ok("PURGE DLQ DRY"),
+            Statement::PurgeDlq(DlqOp {
+                dry_run: false,
+                ..dry(Some("DRY"), None)
+            }),
+            "DRY without RUN is a name"
+        );
+        assert_eq!(
+            ok("PURGE DLQ \"dry\" DRY RUN"),
+            Statement::PurgeDlq(dry(Some("dry"), None))
+        );
+        for (bad, says) in [
+            ("PURGE DLQ jobs DRY", "expected RUN (DRY RUN)"),
+            ("REQUEUE DLQ LIMIT 1 DRY", "expected RUN (DRY RUN)"),
+            ("REQUEUE DLQ LIMIT 1 RUN", "expected DRY RUN or ';'"),
+            ("PURGE DLQ WHERE id = 1 LIMIT 1", "expected DRY RUN or ';'"),
+            ("REQUEUE DLQ DRY RUN LIMIT 1", "expected ';'"),
+        ] {
+            let e = parse_statement(bad).expect_err(bad);
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
+        assert_eq!(
+            ok("BACKUP TO 'copy.db'"),
+            Statement::Backup(Backup {
+                file: "copy.db".into()
+            })
+        );
+        assert_eq!(ok("SHOW CLOCK"), Statement::ShowClock);
+        for (bad, says) in [
+            ("BACKUP 'copy.db'", "expected TO"),
+            ("BACKUP TO copy.db", "expected a file name in quotes"),
+            ("SHOW CLOCKS", "expected TOPICS, QUEUES, GROUPS or CLOCK"),
+        ] {
+            let e = parse_statement(bad).expect_err(bad);
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
         assert_eq!(ok("PURGE \"DLQ\""), Statement::Purge("DLQ".into()));
         assert_eq!(ok("PURGE orders"), Statement::Purge("orders".into()));
         assert_eq!("begin".parse::<Statement>(), Ok(Statement::Begin));
