@@ -47,7 +47,10 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("UNSUBSCRIBE", "UNSUBSCRIBE GROUP billing FROM orders;"),
     ("CONSUME", "CONSUME 10 FROM orders GROUP billing WAIT 5s;"),
     ("ACK", "ACK 17, 18;"),
-    ("NACK", "NACK 19 DELAY 1m;  NACK 20 DEAD 'bad payload';"),
+    (
+        "NACK",
+        "NACK 19 DELAY 1m 'busy';  NACK 20 DEAD 'bad payload';",
+    ),
     (
         "REPLAY",
         "REPLAY orders GROUP billing FROM TIMESTAMP '-1h';",
@@ -73,6 +76,10 @@ const STATEMENTS: &[(&str, &str)] = &[
     (
         "",
         "SELECT * FROM DLQ;  SELECT * FROM GROUPS;  SELECT * FROM TOPICS;  SELECT * FROM PROCESSED;",
+    ),
+    (
+        "",
+        "SELECT group, member, offset, state, last_error FROM DELIVERIES;  SELECT id, history FROM DLQ;",
     ),
     ("TAIL", "TAIL orders WHERE key = 'c-7';  (Ctrl-C stops)"),
 ];
@@ -175,6 +182,7 @@ mod tests {
             assert!(text.contains(command), "{command} missing from .help");
         }
         assert!(text.contains("CONSUME 10 FROM orders"));
+        assert!(text.contains("FROM DELIVERIES"));
     }
 
     #[test]
