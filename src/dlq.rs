@@ -11,7 +11,8 @@ use crate::storage::tx::Ctx;
 use crate::topic::{self, TopicInfo};
 use crate::units::Count;
 
-/// Copies a message into the dead-letter table. Does nothing if the message
+/// Copies a message into the dead-letter table, with its attempt history
+/// (record the attempt that ends here first). Does nothing if the message
 /// is gone (trimmed by retention).
 pub(crate) fn insert(
     ctx: &Ctx<'_>,
@@ -23,14 +24,16 @@ pub(crate) fn insert(
 ) -> Result<()> {
     ctx.prepare_cached(
         "INSERT INTO mq_dlq (topic_id, topic, group_id, group_name, partition, offset, ts, key, headers, payload,
-                             attempts, reason, failed_at)
-         SELECT * FROM (
+                             attempts, reason, failed_at, history, history_json)
+         SELECT m.*, h.history, h.history_json FROM (
            SELECT topic_id, ?4, ?5, ?6, partition, offset, ts, key, headers, payload, ?7, ?8, ?9
            FROM mq_messages WHERE topic_id = ?1 AND partition = ?2 AND offset = ?3
            UNION ALL
            SELECT topic_id, ?4, ?5, ?6, partition, offset, ts, key, headers, payload, ?7, ?8, ?9
            FROM mq_requeued WHERE group_id = ?5 AND topic_id = ?1 AND partition = ?2 AND offset = ?3
-         ) LIMIT 1",
+           LIMIT 1
+         ) m LEFT JOIN mq_attempt_history h
+           ON h.group_id = ?5 AND h.topic_id = ?1 AND h.partition = ?2 AND h.offset = ?3",
     )?
     .execute(params![t.id, partition, offset, t.name, g.id, g.name, attempts, reason, ctx.now])?;
     Ok(())

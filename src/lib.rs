@@ -70,7 +70,10 @@ pub use db::{
 pub use delivery::{ConsumeRequest, Delivery, NackAction};
 pub use dlq::{Orphan, OrphanReason, Requeued};
 pub use error::{Error, FileProblem, NameProblem, ParseError, PatternProblem, Result};
-pub use group::{GroupInfo, ReplayFrom, StartFrom, Subscription, TimeSpec, pattern_matches};
+pub use group::{
+    Attempt, AttemptOutcome, DeliveryState, GroupInfo, PendingDelivery, ReplayFrom, StartFrom,
+    Subscription, TimeSpec, pattern_matches,
+};
 pub use input::{MAX_LINE_BYTES, read_line_limited};
 /// The jiff crate of [`Delivery::time`] and [`Value::as_timestamp`].
 pub use jiff;

@@ -11,7 +11,7 @@ use rusqlite::Connection;
 use crate::db::{GroupStats, TopicSummary, api};
 use crate::delivery::{self, ConsumeRequest, Delivery, NackAction};
 use crate::dlq::{Orphan, Requeued};
-use crate::group::{self, ReplayFrom, Subscription};
+use crate::group::{self, PendingDelivery, ReplayFrom, Subscription};
 use crate::processed::{self, DEFAULT_PROCESSED_TTL};
 use crate::publish::{self, Message, Published};
 use crate::storage::app_sql::TxConn;
@@ -275,7 +275,20 @@ impl Transaction {
     /// # Errors
     /// As [`Transaction::ack`].
     pub fn nack(&mut self, ids: &[u64], action: &NackAction) -> Result<()> {
-        self.step(|c| delivery::nack(c, ids, action))
+        self.step(|c| delivery::nack(c, ids, action, None))
+    }
+
+    /// As [`Database::nack_with_reason`], in this transaction.
+    ///
+    /// # Errors
+    /// As [`Transaction::ack`].
+    pub fn nack_with_reason(
+        &mut self,
+        ids: &[u64],
+        action: &NackAction,
+        reason: &str,
+    ) -> Result<()> {
+        self.step(|c| delivery::nack(c, ids, action, Some(reason)))
     }
 
     /// Moves a group's cursor in this transaction.
@@ -411,6 +424,14 @@ impl Transaction {
     /// As [`Database::group_stats`].
     pub fn group_stats(&mut self, topic: Option<&str>) -> Result<Vec<GroupStats>> {
         self.step(|c| api::group_stats(c, topic))
+    }
+
+    /// As [`Database::deliveries`], seeing this transaction's changes.
+    ///
+    /// # Errors
+    /// As [`Database::deliveries`].
+    pub fn deliveries(&mut self, group: Option<&str>) -> Result<Vec<PendingDelivery>> {
+        self.step(|c| api::deliveries(c, c.now, group))
     }
 
     /// As [`Database::partitions`], seeing this transaction's changes.

@@ -282,6 +282,7 @@ fn select_stmt() -> impl Strategy<Value = Select> {
         Just(Source::Topics),
         Just(Source::Groups),
         Just(Source::Processed),
+        Just(Source::Deliveries),
     ];
     (
         prop::collection::vec(item, 1..3),
@@ -446,8 +447,17 @@ fn statement() -> impl Strategy<Value = Statement> {
                 duration().prop_map(NackAction::Delay),
                 prop::option::of(text()).prop_map(NackAction::Dead),
             ],
+            prop::option::of(text()),
         )
-            .prop_map(|(ids, action)| Statement::Nack(Nack { ids, action }))
+            .prop_map(|(ids, action, reason)| {
+                // DEAD carries its reason in the action.
+                let reason = reason.filter(|_| !matches!(action, NackAction::Dead(_)));
+                Statement::Nack(Nack {
+                    ids,
+                    action,
+                    reason,
+                })
+            })
             .boxed(),
         (name(), name(), replay_from)
             .prop_map(|(topic, group, from)| Statement::Replay(Replay { topic, group, from }))

@@ -354,50 +354,140 @@ fn counters_are_exact_while_single_publishes_leave_them_behind() {
     assert_eq!(p.offset, 151, "offsets go on after a drain");
 }
 
+/// A copy of `tests/fixtures/v2.db` (written by the version 2 build, see
+/// tests/fixtures/README.md) in a temp dir, with `user_version` set.
+fn old_file(version: i64) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v2.db"),
+        &path,
+    )
+    .unwrap();
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch(&format!("PRAGMA user_version = {version};"))
+        .unwrap();
+    drop(c);
+    (dir, path)
+}
+
+fn user_version(p: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(p)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
 /// A version 1 file (partition counters always exact) opens, keeps its
-/// messages and becomes version 2 (counters may lag), which builds that
+/// messages and becomes version 3 (counters may lag), which builds that
 /// only know version 1 refuse.
 #[test]
-fn a_version_1_file_is_migrated_to_version_2() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("v1.db");
-    {
-        let db = Database::open(&path).unwrap();
-        db.execute("CREATE QUEUE q").unwrap();
-        // A batch writes the counters, as every version 1 publish did.
-        db.publish_batch(
-            "q",
-            vec![mqlite::Message::new("a"), mqlite::Message::new("b")],
-        )
-        .unwrap();
-    }
-    let user_version = |p: &std::path::Path| -> i64 {
-        rusqlite::Connection::open(p)
-            .unwrap()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap()
-    };
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch("PRAGMA user_version = 1;")
-        .unwrap();
+fn a_version_1_file_is_migrated() {
+    let (_dir, path) = old_file(1);
     assert_eq!(user_version(&path), 1);
 
     // Read-only: readable as it is, left at version 1.
     let ro = Database::builder(&path).read_only(true).open().unwrap();
-    assert_eq!(ro.topic_stats("q").unwrap().messages, 2);
+    assert_eq!(ro.topic_stats("orders").unwrap().messages, 3);
     drop(ro);
     assert_eq!(user_version(&path), 1);
 
     let db = Database::open(&path).unwrap();
+    assert_eq!(user_version(&path), 3);
+    let p = db.publish("orders", Message::new("c")).unwrap();
+    assert_eq!(p.offset, 3);
+    db.check().unwrap();
+}
+
+/// What the fixture's groups hold, as (topic, offset, state, delivery,
+/// leased_at is set).
+fn states(db: &Database) -> Vec<(String, u64, String, Option<u64>, bool)> {
+    db.deliveries(None)
+        .unwrap()
+        .into_iter()
+        .map(|d| {
+            let state = d.state.to_string();
+            (d.topic, d.offset, state, d.delivery, d.leased_at.is_some())
+        })
+        .collect()
+}
+
+/// A version 2 file (no attempt history, no lease start times) is read
+/// as it is by a read-only handle, history and start times NULL, and is
+/// upgraded in place by a read-write open: its leases, dead letters and
+/// waiting messages carry on, and new attempts are remembered.
+#[test]
+fn a_version_2_file_is_read_read_only_and_upgraded_in_place() {
+    const T0: i64 = 1_700_000_000_000;
+    let (_dir, path) = old_file(2);
+    let clock = mqlite::ManualClock::new(T0 + 1_000);
+    let bytes = std::fs::read(&path).unwrap();
+    let want = |s: &str, o, st: &str, d| (s.to_string(), o, st.to_string(), d, false);
+    // By group: billing (on orders), then the queue's group jobs.
+    let expected = vec![
+        want("orders", 0, "in_flight", Some(5)),
+        want("orders", 1, "blocked", None),
+        want("orders", 2, "delayed", None),
+        want("jobs", 1, "in_flight", Some(2)),
+        want("jobs", 2, "waiting", Some(3)),
+    ];
+    {
+        let ro = Database::builder(&path)
+            .read_only(true)
+            .clock(clock.clone())
+            .open()
+            .unwrap();
+        assert_eq!(states(&ro), expected);
+        let rs = ro.execute("SELECT id, reason, history FROM DLQ").unwrap();
+        assert_eq!(rs.rows.len(), 1);
+        assert!(rs.rows[0][2].is_null());
+        let rs = ro
+            .execute("SELECT state, COUNT(*) FROM DELIVERIES GROUP BY state ORDER BY state")
+            .unwrap();
+        assert_eq!(rs.rows.len(), 4);
+    }
     assert_eq!(user_version(&path), 2);
-    let p = db.publish("q", mqlite::Message::new("c")).unwrap();
-    assert_eq!(p.offset, 2);
-    let got = db
-        .consume(&mqlite::ConsumeRequest::queue("q").max(10))
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "read-only wrote");
+
+    let db = Database::builder(&path)
+        .durability(Durability::Off)
+        .clock(clock.clone())
+        .open()
         .unwrap();
-    let payloads: Vec<String> = got.iter().map(|d| d.payload_str().into_owned()).collect();
-    assert_eq!(payloads, ["a", "b", "c"]);
+    assert_eq!(user_version(&path), 3);
+    assert_eq!(states(&db), expected);
+    db.check().unwrap();
+    // The old lease's message is acked by its id; the waiting one comes
+    // back as attempt 2, its first attempt remembered (without a length:
+    // version 2 did not record when it was leased).
+    db.ack(&[2]).unwrap();
+    let got = db
+        .consume(&mqlite::ConsumeRequest::queue("jobs").member("w3"))
+        .unwrap();
+    assert_eq!((got[0].offset, got[0].attempt), (2, 2));
+    db.nack(&[got[0].id], &mqlite::NackAction::dead("still bad"))
+        .unwrap();
+    let rs = db
+        .execute("SELECT id, history FROM DLQ ORDER BY id")
+        .unwrap();
+    assert!(rs.rows[0][1].is_null(), "the old dead letter has none");
+    assert_eq!(
+        rs.rows[1][1].as_str(),
+        Some("1: w2 lease expired; 2: w3 dead 'still bad'")
+    );
+    // New leases record when they began.
+    let got = db
+        .consume(&mqlite::ConsumeRequest::topic("orders", "billing").member("b2"))
+        .unwrap();
+    assert!(got.is_empty(), "k1-2 still waits behind delivery 5");
+    db.ack(&[5]).unwrap();
+    let got = db
+        .consume(&mqlite::ConsumeRequest::topic("orders", "billing").member("b2"))
+        .unwrap();
+    assert_eq!(got[0].offset, 1);
+    let d = db.deliveries(Some("billing")).unwrap();
+    assert_eq!(d[0].leased_at, Some(T0 + 1_000));
+    assert_eq!(d[0].member.as_deref(), Some("b2"));
 }
 
 /// Writes garbage over the root page of `index` in a closed mqlite file

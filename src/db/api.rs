@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use super::Database;
 use crate::delivery::{self, NackAction};
 use crate::dlq::{Orphan, Requeued};
-use crate::group::{self, GroupInfo, ReplayFrom, Subscription};
+use crate::group::{self, GroupInfo, PendingDelivery, ReplayFrom, Subscription};
 use crate::publish::{self, Message, Published};
 use crate::topic::{self, PartitionInfo, TopicInfo, TopicKind, TopicOptions, TopicStats};
 use crate::{Error, Result, catalog, dlq, processed, storage};
@@ -91,6 +91,19 @@ pub(crate) fn group_stats(c: &Connection, topic: Option<&str>) -> Result<Vec<Gro
         });
     }
     Ok(out)
+}
+
+/// What `group` (None: every group) holds, judged at `now`.
+pub(crate) fn deliveries(
+    c: &Connection,
+    now: i64,
+    group: Option<&str>,
+) -> Result<Vec<PendingDelivery>> {
+    let gid = match group {
+        Some(name) => Some(group::get(c, name)?.id),
+        None => None,
+    };
+    group::deliveries::list(c, now, gid)
 }
 
 /// One of CHECK's checks: adds what it finds to the list.
@@ -328,10 +341,25 @@ impl Database {
     /// # Errors
     /// As [`Database::ack`].
     pub fn nack(&self, ids: &[u64], action: &NackAction) -> Result<()> {
+        self.nack_inner(ids, action, None)
+    }
+
+    /// As [`Database::nack`], giving the reason the attempt failed: it is
+    /// kept in the message's attempt history (DELIVERIES, and the DLQ's
+    /// `history` if the message is dead-lettered later). For
+    /// `NackAction::Dead(None)` it is also the dead letter's reason.
+    ///
+    /// # Errors
+    /// As [`Database::ack`].
+    pub fn nack_with_reason(&self, ids: &[u64], action: &NackAction, reason: &str) -> Result<()> {
+        self.nack_inner(ids, action, Some(reason))
+    }
+
+    fn nack_inner(&self, ids: &[u64], action: &NackAction, reason: Option<&str>) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
         }
-        self.write("NACK", |c| delivery::nack(c, ids, action))
+        self.write("NACK", |c| delivery::nack(c, ids, action, reason))
     }
 
     /// Moves a group's cursor on a topic (REPLAY). Deliveries in flight at or
@@ -380,6 +408,17 @@ impl Database {
     /// `TopicNotFound` for a named topic.
     pub fn group_stats(&self, topic: Option<&str>) -> Result<Vec<GroupStats>> {
         self.read(|c, _| group_stats(c, topic))
+    }
+
+    /// Every message `group` (None: every group) has taken and not
+    /// settled, with its state and attempt history (the DELIVERIES
+    /// source), by group, topic, partition and offset. Reads only: range
+    /// leases are expanded without writing, so read-only handles work.
+    ///
+    /// # Errors
+    /// `GroupNotFound` for a named group that does not exist.
+    pub fn deliveries(&self, group: Option<&str>) -> Result<Vec<PendingDelivery>> {
+        self.read(|c, now| deliveries(c, now, group))
     }
 
     /// The stored offsets of each partition of a topic.

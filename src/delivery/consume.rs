@@ -152,6 +152,8 @@ fn redeliver(
         pending::forget(ctx, g.id, tid, part, off)?;
         return Ok(true);
     };
+    // The attempt it was leased for ran out (unless a NACK ended it).
+    pending::record_expired(ctx, g.id, tid, part, off)?;
     let max_del = g.max_deliveries.unwrap_or(t.max_deliveries);
     if attempt >= max_del {
         let reason = last_error.unwrap_or_else(|| format!("exceeded MAX DELIVERIES ({max_del})"));
@@ -170,10 +172,10 @@ fn redeliver(
     }
     let until = ctx.now.saturating_add(ms(lease_for(spec, &t)));
     ctx.prepare_cached(
-        "UPDATE mq_pending SET delivery_id = ?5, attempt = attempt + 1, member = ?6, visible_at = ?7
+        "UPDATE mq_pending SET delivery_id = ?5, attempt = attempt + 1, member = ?6, visible_at = ?7, leased_at = ?8
          WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4",
     )?
-    .execute(params![g.id, tid, part, off, id, spec.member, until])?;
+    .execute(params![g.id, tid, part, off, id, spec.member, until, ctx.now])?;
     if let Some(k) = &key {
         b.keys_out.insert((tid, part, k.clone()));
     }
@@ -290,7 +292,7 @@ fn lease_range(
         n,
         first_id,
         spec.member,
-        until,
+        (ctx.now, until),
     )?;
     for (k, ScanRow(off, ts, _, key, headers, payload)) in rows.into_iter().take(n).enumerate() {
         let m = StoredMessage {
@@ -319,8 +321,8 @@ fn lease_each(
     let mut new_cursor = None;
     let mut lease_new = ctx.prepare_cached(
         "INSERT OR IGNORE INTO mq_pending (group_id, topic_id, partition, offset, key, delivery_id, attempt,
-                                           member, visible_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8)",
+                                           member, visible_at, leased_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1, ?7, ?8, ?9)",
     )?;
     let until = now.saturating_add(ms(lease_for(spec, t)));
     for ScanRow(off, ts, visible_at, key, headers, payload) in rows {
@@ -340,7 +342,8 @@ fn lease_each(
             continue;
         }
         let id = take_id(ctx, spec.ids)?;
-        if lease_new.execute(params![g.id, tid, part, off, key, id, spec.member, until])? == 0 {
+        let row = params![g.id, tid, part, off, key, id, spec.member, until, now];
+        if lease_new.execute(row)? == 0 {
             // Already pending (a requeued dead letter past a replayed
             // cursor): it is delivered from mq_pending instead.
             continue;

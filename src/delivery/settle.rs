@@ -48,26 +48,39 @@ fn trim_touched(ctx: &Ctx<'_>, touched: HashSet<(i64, u32)>) -> Result<()> {
     Ok(())
 }
 
-/// NACK: redeliver now, after a delay, or dead-letter at once.
-pub(crate) fn nack(ctx: &Ctx<'_>, ids: &[u64], action: &NackAction) -> Result<()> {
+/// NACK: redeliver now, after a delay, or dead-letter at once. Each
+/// delivery's attempt is remembered as ended by this NACK, with `reason`
+/// (for DEAD, its own reason comes first).
+pub(crate) fn nack(
+    ctx: &Ctx<'_>,
+    ids: &[u64],
+    action: &NackAction,
+    reason: Option<&str>,
+) -> Result<()> {
     check_distinct(ids)?;
     let now = ctx.now;
     let mut touched: HashSet<(i64, u32)> = HashSet::new();
     for &id in ids {
         let l = pending::find(ctx, id)?;
+        let sid = i64::try_from(id).unwrap_or(i64::MAX);
         match action {
             NackAction::Now | NackAction::Delay(_) => {
-                let at = match action {
-                    NackAction::Delay(d) => now.saturating_add(ms(*d)),
-                    _ => now,
+                let delay_ms = match action {
+                    NackAction::Delay(d) => Some(ms(*d)),
+                    _ => None,
                 };
+                let ended = pending::Ended::Nack { delay_ms, reason };
+                pending::record_nack(ctx, sid, now, ended)?;
+                let at = now.saturating_add(delay_ms.unwrap_or(0));
                 ctx.prepare_cached("UPDATE mq_pending SET visible_at = ?2, last_error = NULL WHERE delivery_id = ?1")?
-                    .execute(params![i64::try_from(id).unwrap_or(i64::MAX), at])?;
+                    .execute(params![sid, at])?;
             }
-            NackAction::Dead(reason) => {
+            NackAction::Dead(own) => {
                 let t = topic::by_id(ctx, l.topic_id)?.ok_or(Error::UnknownDelivery(id))?;
                 let g = group::by_id(ctx, l.group_id)?;
-                let reason = reason.as_deref().unwrap_or("dead-lettered by NACK");
+                let given = own.as_deref().or(reason);
+                pending::record_nack(ctx, sid, now, pending::Ended::Dead(given))?;
+                let reason = given.unwrap_or("dead-lettered by NACK");
                 dlq::insert(ctx, &t, &g, (l.partition, l.offset), l.attempt, reason)?;
                 pending::forget(ctx, l.group_id, l.topic_id, l.partition, l.offset)?;
                 touched.insert((l.topic_id, l.partition));

@@ -11,6 +11,7 @@
 //! so a late ACK is refused with the id it lost to.
 
 mod cursor;
+pub(crate) mod deliveries;
 mod pattern;
 pub(crate) mod pending;
 pub(crate) mod ranges;
@@ -23,6 +24,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub(crate) use cursor::{commit_offset, replay, trim_consumed};
+pub use deliveries::{Attempt, AttemptOutcome, DeliveryState, PendingDelivery};
 pub use pattern::pattern_matches;
 pub(crate) use stats::{readers, stats};
 pub(crate) use subscription::{

@@ -1,6 +1,7 @@
 //! The per-message state of groups: pending deliveries (`mq_pending`),
 //! ids they lost to a redelivery (`mq_stale`), copies of requeued dead
-//! letters (`mq_requeued`) and range leases (`mq_leases`, see `ranges`).
+//! letters (`mq_requeued`), attempts that did not end in an ACK
+//! (`mq_attempts`) and range leases (`mq_leases`, see `ranges`).
 //! Every "forget these deliveries" goes through this module, so no list of
 //! these tables is written twice.
 
@@ -12,8 +13,8 @@ use super::ranges;
 use crate::units::DeliveryId;
 use crate::{Error, Result};
 
-/// Forgets one message of a group: its pending row, stale ids and
-/// requeued copy.
+/// Forgets one message of a group: its pending row, stale ids, requeued
+/// copy and attempt history.
 pub(crate) fn forget(conn: &Connection, gid: i64, tid: i64, part: u32, off: i64) -> Result<()> {
     conn.prepare_cached("DELETE FROM mq_pending WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4")?
         .execute(params![gid, tid, part, off])?;
@@ -21,6 +22,15 @@ pub(crate) fn forget(conn: &Connection, gid: i64, tid: i64, part: u32, off: i64)
         .execute(params![gid, tid, part, off])?;
     conn.prepare_cached(
         "DELETE FROM mq_requeued WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4",
+    )?
+    .execute(params![gid, tid, part, off])?;
+    forget_attempts(conn, gid, tid, part, off)
+}
+
+/// Forgets one message's attempt history.
+fn forget_attempts(conn: &Connection, gid: i64, tid: i64, part: u32, off: i64) -> Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM mq_attempts WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4",
     )?
     .execute(params![gid, tid, part, off])?;
     Ok(())
@@ -32,6 +42,7 @@ pub(crate) fn forget_group(conn: &Connection, gid: i64) -> Result<()> {
         "DELETE FROM mq_pending WHERE group_id = ?1",
         "DELETE FROM mq_stale WHERE group_id = ?1",
         "DELETE FROM mq_requeued WHERE group_id = ?1",
+        "DELETE FROM mq_attempts WHERE group_id = ?1",
         "DELETE FROM mq_leases WHERE group_id = ?1",
     ] {
         conn.execute(sql, [gid])?;
@@ -45,6 +56,7 @@ pub(crate) fn forget_group_topic(conn: &Connection, gid: i64, tid: i64) -> Resul
         "DELETE FROM mq_pending WHERE group_id = ?1 AND topic_id = ?2",
         "DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2",
         "DELETE FROM mq_requeued WHERE group_id = ?1 AND topic_id = ?2",
+        "DELETE FROM mq_attempts WHERE group_id = ?1 AND topic_id = ?2",
         "DELETE FROM mq_leases WHERE group_id = ?1 AND topic_id = ?2",
     ] {
         conn.execute(sql, params![gid, tid])?;
@@ -58,6 +70,7 @@ pub(crate) fn forget_topic(conn: &Connection, tid: i64) -> Result<()> {
         "DELETE FROM mq_pending WHERE topic_id = ?1",
         "DELETE FROM mq_stale WHERE topic_id = ?1",
         "DELETE FROM mq_requeued WHERE topic_id = ?1",
+        "DELETE FROM mq_attempts WHERE topic_id = ?1",
         "DELETE FROM mq_leases WHERE topic_id = ?1",
     ] {
         conn.execute(sql, [tid])?;
@@ -89,11 +102,13 @@ pub(crate) fn forget_partition(
         Side::From => [
             "DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset >= ?4",
             "DELETE FROM mq_requeued WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset >= ?4",
+            "DELETE FROM mq_attempts WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset >= ?4",
             "DELETE FROM mq_pending WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset >= ?4",
         ],
         Side::Below => [
             "DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset < ?4",
             "DELETE FROM mq_requeued WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset < ?4",
+            "DELETE FROM mq_attempts WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset < ?4",
             "DELETE FROM mq_pending WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset < ?4",
         ],
     };
@@ -105,7 +120,9 @@ pub(crate) fn forget_partition(
 
 /// Puts a dead letter back in front of its group (REQUEUE DLQ): its copy
 /// goes to `mq_requeued` (the log may have dropped the message) and a
-/// pending row, due now at attempt 0, replaces any stale ids.
+/// pending row, due now at attempt 0, replaces any stale ids and attempt
+/// history (attempts start again at 1; the dead letter's history goes
+/// with the DLQ row).
 pub(crate) fn restore_dead_letter(
     conn: &Connection,
     now: i64,
@@ -127,6 +144,59 @@ pub(crate) fn restore_dead_letter(
     .execute(params![dlq_id, now])?;
     conn.prepare_cached("DELETE FROM mq_stale WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4")?
         .execute(params![gid, tid, part, off])?;
+    forget_attempts(conn, gid, tid, part, off)
+}
+
+/// How an attempt that was not acked ended, for [`record_nack`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ended<'a> {
+    /// NACK, to be redelivered after `delay_ms` (None: now), with the
+    /// caller's reason.
+    Nack {
+        delay_ms: Option<i64>,
+        reason: Option<&'a str>,
+    },
+    /// NACK ... DEAD, with the caller's reason.
+    Dead(Option<&'a str>),
+}
+
+/// Remembers that the current attempt of delivery `id` ended by a NACK at
+/// `now`. A later NACK of the same delivery (before it is redelivered)
+/// replaces it: the attempt ended the way the last call said.
+pub(crate) fn record_nack(conn: &Connection, id: i64, now: i64, ended: Ended<'_>) -> Result<()> {
+    let (outcome, reason, delay) = match ended {
+        Ended::Nack { delay_ms, reason } => ("nack", reason, delay_ms),
+        Ended::Dead(reason) => ("dead", reason, None),
+    };
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO mq_attempts (group_id, topic_id, partition, offset, attempt, member, leased_at,
+                                             ended_at, outcome, reason, delay_ms)
+         SELECT group_id, topic_id, partition, offset, attempt, member, leased_at, ?2, ?3, ?4, ?5
+         FROM mq_pending WHERE delivery_id = ?1",
+    )?
+    .execute(params![id, now, outcome, reason, delay])?;
+    Ok(())
+}
+
+/// Remembers that a message's current lease ran out (its end is
+/// `visible_at`), unless that attempt already ended by a NACK or the
+/// message was never delivered. The consume engine calls it when it takes
+/// the message up again (redelivery or MAX DELIVERIES).
+pub(crate) fn record_expired(
+    conn: &Connection,
+    gid: i64,
+    tid: i64,
+    part: u32,
+    off: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT OR IGNORE INTO mq_attempts (group_id, topic_id, partition, offset, attempt, member, leased_at,
+                                            ended_at, outcome)
+         SELECT group_id, topic_id, partition, offset, attempt, member, leased_at, visible_at, 'expired'
+         FROM mq_pending WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4
+                           AND delivery_id IS NOT NULL",
+    )?
+    .execute(params![gid, tid, part, off])?;
     Ok(())
 }
 
@@ -198,24 +268,27 @@ pub(crate) fn find(conn: &Connection, id: u64) -> Result<InFlight> {
 struct SideTables {
     stale: bool,
     requeued: bool,
+    attempts: bool,
 }
 
 impl SideTables {
     fn probe(conn: &Connection) -> Result<SideTables> {
         Ok(conn
             .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM mq_stale), EXISTS (SELECT 1 FROM mq_requeued)",
+                "SELECT EXISTS (SELECT 1 FROM mq_stale), EXISTS (SELECT 1 FROM mq_requeued),
+                        EXISTS (SELECT 1 FROM mq_attempts)",
             )?
             .query_row([], |r| {
                 Ok(SideTables {
                     stale: r.get(0)?,
                     requeued: r.get(1)?,
+                    attempts: r.get(2)?,
                 })
             })?)
     }
 
-    /// Forgets one message's stale ids and requeued copy (its pending row
-    /// is already gone).
+    /// Forgets one message's stale ids, requeued copy and attempt history
+    /// (its pending row is already gone).
     fn forget(&self, conn: &Connection, gid: i64, tid: i64, part: u32, off: i64) -> Result<()> {
         if self.stale {
             conn.prepare_cached(
@@ -228,6 +301,9 @@ impl SideTables {
                 "DELETE FROM mq_requeued WHERE group_id = ?1 AND topic_id = ?2 AND partition = ?3 AND offset = ?4",
             )?
             .execute(params![gid, tid, part, off])?;
+        }
+        if self.attempts {
+            forget_attempts(conn, gid, tid, part, off)?;
         }
         Ok(())
     }

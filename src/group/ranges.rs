@@ -48,7 +48,7 @@ pub(crate) fn unacked_offsets(
 }
 
 /// Records a range lease for offsets `first .. first + count` of one partition
-/// with delivery ids `first_id ..`.
+/// with delivery ids `first_id ..`, leased at `now` until `visible_at`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn insert(
     conn: &Connection,
@@ -59,15 +59,15 @@ pub(crate) fn insert(
     count: usize,
     first_id: i64,
     member: Option<&str>,
-    visible_at: i64,
+    (now, visible_at): (i64, i64),
 ) -> Result<()> {
     let bits = vec![0u8; count.div_ceil(8)];
     conn.prepare_cached(
         "INSERT INTO mq_leases (lease_id, group_id, topic_id, partition, first_offset, count, member, visible_at,
-                                acked, settled)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0)",
+                                acked, settled, leased_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10)",
     )?
-    .execute(params![first_id, group_id, topic_id, partition, first, count as i64, member, visible_at, bits])?;
+    .execute(params![first_id, group_id, topic_id, partition, first, count as i64, member, visible_at, bits, now])?;
     Ok(())
 }
 
@@ -104,6 +104,7 @@ struct Row {
     visible_at: i64,
     acked: Vec<u8>,
     settled: i64,
+    leased_at: Option<i64>,
 }
 
 /// Builds each lease query at compile time (a `format!` per ACK showed as
@@ -111,7 +112,8 @@ struct Row {
 macro_rules! select_lease {
     ($tail:literal) => {
         concat!(
-            "SELECT lease_id, group_id, topic_id, partition, first_offset, count, member, visible_at, acked, settled FROM mq_leases ",
+            "SELECT lease_id, group_id, topic_id, partition, first_offset, count, member, visible_at, acked, settled,
+                    leased_at FROM mq_leases ",
             $tail
         )
     };
@@ -129,6 +131,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         visible_at: r.get(7)?,
         acked: r.get(8)?,
         settled: r.get(9)?,
+        leased_at: r.get(10)?,
     })
 }
 
@@ -159,13 +162,13 @@ fn covering(conn: &Connection, id: i64) -> Result<Option<Row>> {
 }
 
 /// Turns a lease into ordinary pending rows (unsettled messages only, with
-/// their delivery ids, attempt 1, the lease's expiry) and deletes it.
+/// their delivery ids, attempt 1, the lease's start and expiry) and deletes it.
 fn explode_row(conn: &Connection, l: &Row) -> Result<()> {
     let mut ins = conn.prepare_cached(
         "INSERT OR IGNORE INTO mq_pending (group_id, topic_id, partition, offset, key, delivery_id, attempt, member,
-                                           visible_at)
+                                           visible_at, leased_at)
          SELECT ?1, ?2, ?3, ?4, (SELECT key FROM mq_messages WHERE topic_id = ?2 AND partition = ?3 AND offset = ?4),
-                ?5, 1, ?6, ?7",
+                ?5, 1, ?6, ?7, ?8",
     )?;
     for i in 0..l.count {
         if !bit(&l.acked, i) {
@@ -176,7 +179,8 @@ fn explode_row(conn: &Connection, l: &Row) -> Result<()> {
                 l.first + i,
                 l.lease_id + i,
                 l.member,
-                l.visible_at
+                l.visible_at,
+                l.leased_at
             ])?;
         }
     }

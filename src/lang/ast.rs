@@ -238,13 +238,16 @@ pub struct Consume {
     pub ack_wait: Option<Duration>,
 }
 
-/// `NACK id, ... [DELAY d | DEAD ['reason']]`
+/// `NACK id, ... [DELAY d] ['reason'] | NACK id, ... DEAD ['reason']`
 #[derive(Debug, Clone, PartialEq)]
 pub struct Nack {
     /// Delivery ids.
     pub ids: Vec<u64>,
     /// What to do.
     pub action: NackAction,
+    /// Why the attempt failed (NACK and NACK DELAY; DEAD keeps its reason
+    /// in the action): remembered in the attempt history.
+    pub reason: Option<String>,
 }
 
 /// `REPLAY name GROUP g FROM ...`
@@ -348,6 +351,8 @@ pub enum Source {
     Groups,
     /// `PROCESSED`: the keys consumers marked as handled.
     Processed,
+    /// `DELIVERIES`: every message a group has taken and not settled.
+    Deliveries,
 }
 
 /// One item of the select list.

@@ -336,6 +336,10 @@ impl Display for Nack {
             NackAction::Delay(d) => write!(f, " DELAY {}", Dur(*d)),
             NackAction::Dead(None) => f.write_str(" DEAD"),
             NackAction::Dead(Some(reason)) => write!(f, " DEAD {}", Str(reason)),
+        }?;
+        match &self.reason {
+            Some(reason) => write!(f, " {}", Str(reason)),
+            None => Ok(()),
         }
     }
 }
@@ -463,6 +467,7 @@ impl Display for Source {
             Source::Topics => f.write_str("TOPICS"),
             Source::Groups => f.write_str("GROUPS"),
             Source::Processed => f.write_str("PROCESSED"),
+            Source::Deliveries => f.write_str("DELIVERIES"),
         }
     }
 }

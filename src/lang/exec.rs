@@ -14,7 +14,7 @@ use super::{display, jsonl, query};
 use crate::db::{GroupStats, TopicSummary};
 use crate::delivery::{ConsumeRequest, Delivery};
 use crate::dlq::Requeued;
-use crate::group::Subscription;
+use crate::group::{PendingDelivery, Subscription};
 use crate::input::{MAX_LINE_BYTES, read_line_limited};
 use crate::publish::{Message, Published};
 use crate::storage::files::{create_private, refuse_database_files};
@@ -67,6 +67,10 @@ impl Runner<'_> {
 
     fn group_stats(&mut self, topic: Option<&str>) -> Result<Vec<GroupStats>> {
         either!(self, x => x.group_stats(topic))
+    }
+
+    fn deliveries(&mut self) -> Result<Vec<PendingDelivery>> {
+        either!(self, x => x.deliveries(None))
     }
 
     fn topic(&mut self, name: &str) -> Result<(TopicInfo, TopicStats, Vec<PartitionInfo>)> {
@@ -170,7 +174,10 @@ fn run_with(
             ResultSet::empty()
         }
         Statement::Nack(n) => {
-            either!(&mut r, x => x.nack(&n.ids, &n.action))?;
+            match &n.reason {
+                Some(why) => either!(&mut r, x => x.nack_with_reason(&n.ids, &n.action, why))?,
+                None => either!(&mut r, x => x.nack(&n.ids, &n.action))?,
+            }
             ResultSet::empty()
         }
         Statement::Purge(name) => one("purged", count(either!(&mut r, x => x.purge(name))?)),
@@ -436,7 +443,39 @@ fn describe(r: &mut Runner<'_>, name: &str) -> Result<ResultSet> {
         let v = format!("pending {}, lag {}", g.pending, g.lag);
         add(&format!("group {}", g.group), Value::Text(v));
     }
+    describe_deliveries(r, &t.name, &mut rs)?;
     Ok(rs)
+}
+
+/// DESCRIBE's row per group that holds messages of the topic, counted by
+/// state (`deliveries billing` = `in_flight 2, blocked 1`), from DELIVERIES.
+fn describe_deliveries(r: &mut Runner<'_>, topic: &str, rs: &mut ResultSet) -> Result<()> {
+    use crate::DeliveryState::{Blocked, Delayed, InFlight, Waiting};
+    const STATES: [crate::DeliveryState; 4] = [InFlight, Waiting, Delayed, Blocked];
+    // Rows come by group, so each group's rows are consecutive.
+    let mut groups: Vec<(String, [u64; 4])> = Vec::new();
+    for d in r.deliveries()?.into_iter().filter(|d| d.topic == topic) {
+        if groups.last().is_none_or(|(g, _)| *g != d.group) {
+            groups.push((d.group.clone(), [0; 4]));
+        }
+        let i = STATES.iter().position(|s| *s == d.state);
+        if let (Some((_, n)), Some(i)) = (groups.last_mut(), i) {
+            n[i] += 1;
+        }
+    }
+    for (group, n) in groups {
+        let counts: Vec<String> = STATES
+            .iter()
+            .zip(n)
+            .filter(|(_, k)| *k > 0)
+            .map(|(s, k)| format!("{s} {k}"))
+            .collect();
+        rs.rows.push(vec![
+            Value::Text(format!("deliveries {group}")),
+            Value::Text(counts.join(", ")),
+        ]);
+    }
+    Ok(())
 }
 
 fn count(n: u64) -> Value {

@@ -1,5 +1,6 @@
-//! SELECT: compiles a query over a topic, the DLQ, TOPICS or GROUPS into
-//! parameterised SQLite SQL. User values are always bound parameters.
+//! SELECT: compiles a query over a topic, the DLQ, TOPICS, GROUPS,
+//! PROCESSED or DELIVERIES into parameterised SQLite SQL. User values are
+//! always bound parameters.
 
 use std::collections::HashMap;
 
@@ -130,6 +131,90 @@ const DLQ_COLUMNS: &[Column] = &[
         name: "payload",
         sql: "m.payload",
         kind: Kind::Payload,
+    },
+    Column {
+        name: "history",
+        sql: "m.history",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "history_json",
+        sql: "m.history_json",
+        kind: Kind::Json,
+    },
+];
+
+/// DELIVERIES (`group::deliveries::relation_sql` says what each is).
+const DELIVERIES_COLUMNS: &[Column] = &[
+    Column {
+        name: "group",
+        sql: "m.grp",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "member",
+        sql: "m.member",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "topic",
+        sql: "m.topic",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "partition",
+        sql: "m.partition",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "offset",
+        sql: "m.offset",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "key",
+        sql: "m.key",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "delivery",
+        sql: "m.delivery",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "attempt",
+        sql: "m.attempt",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "state",
+        sql: "m.state",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "leased_at",
+        sql: "m.leased_at",
+        kind: Kind::Timestamp,
+    },
+    Column {
+        name: "visible_at",
+        sql: "m.visible_at",
+        kind: Kind::Timestamp,
+    },
+    Column {
+        name: "last_error",
+        sql: "m.last_error",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "history",
+        sql: "m.history",
+        kind: Kind::Plain,
+    },
+    Column {
+        name: "history_json",
+        sql: "m.history_json",
+        kind: Kind::Json,
     },
 ];
 
@@ -823,13 +908,24 @@ fn source_def(
             }
         }
         Source::Dlq => SourceDef {
-            from: "mq_dlq m".into(),
+            from: "mq_dead_letters m".into(),
             base_filter: None,
             columns: DLQ_COLUMNS,
             payload_paths: true,
             label: "DLQ".into(),
             default_order: Some("m.id"),
         },
+        Source::Deliveries => {
+            params.push(SqlValue::Integer(now));
+            SourceDef {
+                from: format!("({}) m", group::deliveries::relation_sql(params.len())),
+                base_filter: None,
+                columns: DELIVERIES_COLUMNS,
+                payload_paths: false,
+                label: "DELIVERIES".into(),
+                default_order: Some("m.grp, m.topic, m.partition, m.offset"),
+            }
+        }
         Source::Topics => {
             let rows = topics_rows(&db::topic_summaries(conn)?);
             values_source(rows, TOPICS_COLUMNS, "TOPICS", "m.name", params)

@@ -140,7 +140,7 @@ fn open_read_write(path: &Path, durability: Durability, existing: bool) -> Resul
     bound_wal(&mut conn)?;
     set_durability(&conn, durability)?;
     schema::migrate(&conn, id.version, path)?;
-    conn.execute_batch(schema::PARTITION_STATE_VIEW)?;
+    conn.execute_batch(&schema::temp_views(SCHEMA_VERSION))?;
     Ok(conn)
 }
 
@@ -305,7 +305,7 @@ fn open_read_only(path: &Path, existing: bool) -> Result<Connection> {
     }
     // temp_store first: changing it drops temporary views.
     conn.execute_batch("PRAGMA temp_store = MEMORY; PRAGMA mmap_size = 0;")?;
-    conn.execute_batch(schema::PARTITION_STATE_VIEW)?;
+    conn.execute_batch(&schema::temp_views(id.version))?;
     conn.execute_batch("PRAGMA query_only = ON;")?;
     Ok(conn)
 }

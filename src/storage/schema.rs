@@ -35,6 +35,12 @@
 //! - `mq_requeued`: copies of dead letters sent back to their group by
 //!   REQUEUE DLQ (the log may have trimmed the original); a pending row reads
 //!   its message from the log first, then from here.
+//! - `mq_attempts` (version 3): per pending message, every attempt that did
+//!   not end in an ACK (its lease ran out, a NACK, a NACK DEAD), with member,
+//!   times and outcome. A row exists only while its message has a pending
+//!   row (`group::pending` forgets both together); a dead letter takes a
+//!   rendering of them along (`mq_dlq.history`, `history_json`). A first
+//!   attempt that is acked never writes here.
 
 use rusqlite::Connection;
 
@@ -51,7 +57,10 @@ use crate::{Error, Result};
 ///   checkpoints do not lag, so the migration only sets the number; it
 ///   exists so that a build that trusts `mq_partitions` as exact refuses a
 ///   version 2 file (`NewerSchema`) instead of reusing offsets.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// - 3: attempt history and lease start times (`V3`), for the DELIVERIES
+///   source and the DLQ's `history`. Leases taken before the upgrade have
+///   no start time (NULL).
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 const V1: &str = "
 CREATE TABLE mq_meta (
@@ -219,11 +228,39 @@ CREATE TABLE mq_dlq (
 CREATE INDEX mq_dlq_group ON mq_dlq (topic, group_name);
 ";
 
+/// Version 3: when each lease began (`leased_at`, ms; NULL for leases
+/// taken before the upgrade and for messages never delivered), the
+/// attempts that did not end in an ACK, and the dead letters' history.
+/// `outcome` is `expired` (the lease ran out: `ended_at` is its end),
+/// `nack` (`delay_ms` set for NACK ... DELAY) or `dead` (NACK ... DEAD);
+/// `reason` is the NACK's.
+const V3: &str = "
+ALTER TABLE mq_pending ADD COLUMN leased_at INTEGER;
+ALTER TABLE mq_leases ADD COLUMN leased_at INTEGER;
+ALTER TABLE mq_dlq ADD COLUMN history TEXT;
+ALTER TABLE mq_dlq ADD COLUMN history_json TEXT;
+
+CREATE TABLE mq_attempts (
+    group_id  INTEGER NOT NULL,
+    topic_id  INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    offset    INTEGER NOT NULL,
+    attempt   INTEGER NOT NULL,
+    member    TEXT,
+    leased_at INTEGER,
+    ended_at  INTEGER NOT NULL,
+    outcome   TEXT NOT NULL CHECK (outcome IN ('expired', 'nack', 'dead')),
+    reason    TEXT,
+    delay_ms  INTEGER,
+    PRIMARY KEY (group_id, topic_id, partition, offset, attempt)
+) WITHOUT ROWID;
+";
+
 /// The true state of every partition: `mq_partitions`' checkpoint plus the
 /// messages appended since (see the module comment). A temporary view, made
 /// on each connection, so files need no migration for it. `synced_offset`
 /// and `synced_bytes` are the checkpoint's next offset and bytes.
-pub(crate) const PARTITION_STATE_VIEW: &str = "
+const PARTITION_STATE_VIEW: &str = "
 CREATE TEMP VIEW IF NOT EXISTS mq_partition_state AS
 SELECT p.topic_id AS topic_id, p.partition AS partition, p.low_offset AS low_offset,
        COALESCE((SELECT m.offset + 1 FROM main.mq_messages m
@@ -239,6 +276,141 @@ SELECT p.topic_id AS topic_id, p.partition AS partition, p.low_offset AS low_off
        p.bytes AS synced_bytes
 FROM main.mq_partitions p;
 ";
+
+/// SQL for a duration in ms (`expr`) as the language writes it: the largest
+/// unit that divides it exactly (`30s`, `2m`, `1500ms`); NULL for NULL.
+/// (`||` binds tighter than `/` in SQLite, hence the parentheses.)
+fn duration_sql(expr: &str) -> String {
+    format!(
+        "(CASE WHEN ({expr}) = 0 THEN '0ms'
+               WHEN ({expr}) % 86400000 = 0 THEN (({expr}) / 86400000) || 'd'
+               WHEN ({expr}) % 3600000 = 0 THEN (({expr}) / 3600000) || 'h'
+               WHEN ({expr}) % 60000 = 0 THEN (({expr}) / 60000) || 'm'
+               WHEN ({expr}) % 1000 = 0 THEN (({expr}) / 1000) || 's'
+               ELSE ({expr}) || 'ms' END)"
+    )
+}
+
+/// SQL for a time in ms (`expr`) as RFC 3339 in UTC with milliseconds,
+/// as the shell prints timestamps; NULL for NULL.
+fn time_sql(expr: &str) -> String {
+    format!(
+        "(strftime('%Y-%m-%dT%H:%M:%S', ({expr}) / 1000, 'unixepoch') || printf('.%03dZ', ({expr}) % 1000))"
+    )
+}
+
+/// SQL for how the attempt row `a` of `mq_attempts` ended:
+/// `lease expired 30s`, `nack`, `nack delay 1m 'reason'`, `dead 'reason'`.
+/// Reasons are quoted as the language quotes strings.
+fn outcome_sql(a: &str) -> String {
+    let reason =
+        format!("(CASE WHEN {a}.reason IS NULL THEN '' ELSE ' ' || quote({a}.reason) END)");
+    format!(
+        "(CASE {a}.outcome
+            WHEN 'expired' THEN 'lease expired' || COALESCE(' ' || {lease}, '')
+            WHEN 'nack' THEN 'nack' || COALESCE(' delay ' || {delay}, '') || {reason}
+            ELSE 'dead' || {reason} END)",
+        lease = duration_sql(&format!("{a}.ended_at - {a}.leased_at")),
+        delay = duration_sql(&format!("{a}.delay_ms")),
+    )
+}
+
+/// The bit of message `i` in a range lease's `acked` bitmap (bit `i % 8` of
+/// byte `i / 8`, as `group::ranges` sets it), in plain SQL: the byte's hex
+/// digit that holds the bit, shifted. 1 when acked.
+fn acked_bit_sql(acked: &str, i: &str) -> String {
+    format!(
+        "(((instr('0123456789ABCDEF', substr(hex(substr({acked}, (({i}) / 8) + 1, 1)), 2 - ((({i}) % 8) / 4), 1))
+            - 1) >> (({i}) % 4)) & 1)"
+    )
+}
+
+/// Temporary views every connection gets (a file needs no migration for
+/// them): `mq_partition_state` (above); `mq_attempt_history`, per message
+/// with attempts, their text (`history`), JSON (`history_json`) and how the
+/// latest ended (`last_outcome`); `mq_delivery_rows`, one row per message a
+/// group holds (pending rows, and each unacked message of a range lease,
+/// expanded here without writing), with `ended` (its current attempt was
+/// NACKed) and `expiry` (how its lease running out reads); and
+/// `mq_dead_letters`, `mq_dlq` with its history. A read-only connection on
+/// a file older than version 3 gets the same views with NULL history and
+/// start times, and an empty `mq_attempts`, so its queries still run.
+pub(crate) fn temp_views(version: i64) -> String {
+    let old = version < 3;
+    let history = if old {
+        // No attempts yet: an empty stand-in, which `mq_attempts` (no
+        // schema name) reaches before `main`.
+        "SELECT NULL AS group_id, NULL AS topic_id, NULL AS partition, NULL AS offset, NULL AS history,
+                NULL AS history_json, NULL AS last_outcome WHERE 0;
+         CREATE TEMP VIEW IF NOT EXISTS mq_attempts AS
+         SELECT NULL AS group_id, NULL AS topic_id, NULL AS partition, NULL AS offset, NULL AS attempt,
+                NULL AS member, NULL AS leased_at, NULL AS ended_at, NULL AS outcome, NULL AS reason,
+                NULL AS delay_ms WHERE 0"
+            .to_string()
+    } else {
+        format!(
+            "SELECT group_id, topic_id, partition, offset,
+                    group_concat(attempt || ': ' || COALESCE(member || ' ', '') || {outcome}, '; ' ORDER BY attempt)
+                      AS history,
+                    json_group_array(json_object('attempt', attempt, 'member', member,
+                      'leased_at', {leased}, 'ended_at', {ended}, 'outcome', outcome, 'reason', reason,
+                      'delay', {delay}) ORDER BY attempt) AS history_json,
+                    max(attempt) AS last_attempt, {outcome} AS last_outcome
+             FROM main.mq_attempts a GROUP BY group_id, topic_id, partition, offset",
+            outcome = outcome_sql("a"),
+            leased = time_sql("a.leased_at"),
+            ended = time_sql("a.ended_at"),
+            delay = duration_sql("a.delay_ms"),
+        )
+    };
+    let (p_leased, l_leased, ended) = if old {
+        ("NULL", "NULL", "0".to_string())
+    } else {
+        (
+            "p.leased_at",
+            "l.leased_at",
+            "EXISTS (SELECT 1 FROM main.mq_attempts a WHERE a.group_id = p.group_id AND a.topic_id = p.topic_id
+                     AND a.partition = p.partition AND a.offset = p.offset AND a.attempt = p.attempt)"
+                .to_string(),
+        )
+    };
+    let dlq_history = if old {
+        "NULL AS history, NULL AS history_json"
+    } else {
+        "history, history_json"
+    };
+    format!(
+        "{PARTITION_STATE_VIEW}
+CREATE TEMP VIEW IF NOT EXISTS mq_attempt_history AS {history};
+CREATE TEMP VIEW IF NOT EXISTS mq_delivery_rows AS
+WITH RECURSIVE lease_msgs(lease_id, i, n) AS (
+    SELECT lease_id, 0, count FROM main.mq_leases WHERE count > 0
+    UNION ALL
+    SELECT lease_id, i + 1, n FROM lease_msgs WHERE i + 1 < n
+)
+SELECT p.group_id AS group_id, p.topic_id AS topic_id, p.partition AS partition, p.offset AS offset,
+       p.key AS key, p.delivery_id AS delivery_id, p.attempt AS attempt, p.member AS member,
+       {p_leased} AS leased_at, p.visible_at AS visible_at, {ended} AS ended,
+       'lease expired' || COALESCE(' ' || {p_lease}, '') AS expiry
+FROM main.mq_pending p
+UNION ALL
+SELECT l.group_id, l.topic_id, l.partition, l.first_offset + x.i,
+       (SELECT m.key FROM main.mq_messages m WHERE m.topic_id = l.topic_id AND m.partition = l.partition
+                                               AND m.offset = l.first_offset + x.i),
+       l.lease_id + x.i, 1, l.member, {l_leased}, l.visible_at, 0,
+       'lease expired' || COALESCE(' ' || {l_lease}, '')
+FROM lease_msgs x JOIN main.mq_leases l ON l.lease_id = x.lease_id
+WHERE {bit} = 0;
+CREATE TEMP VIEW IF NOT EXISTS mq_dead_letters AS
+SELECT id, topic_id, topic, group_id, group_name, partition, offset, ts, key, headers, payload, attempts,
+       reason, failed_at, {dlq_history}
+FROM main.mq_dlq;
+",
+        p_lease = duration_sql(&format!("p.visible_at - {p_leased}")),
+        l_lease = duration_sql(&format!("l.visible_at - {l_leased}")),
+        bit = acked_bit_sql("l.acked", "x.i"),
+    )
+}
 
 /// Brings a file at `from` up to `SCHEMA_VERSION`, in one transaction.
 /// Initialises a new file under the write lock, after checking again under
@@ -263,7 +435,73 @@ pub(crate) fn migrate(conn: &Connection, from: i64, path: &Path) -> Result<()> {
         tx.execute_batch(V1)?;
         tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))?;
     }
+    if now < 3 {
+        tx.execute_batch(V3)?;
+    }
     tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION};"))?;
     tx.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(sql: &str) -> rusqlite::types::Value {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.query_row(&format!("SELECT {sql}"), [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// The SQL bit test reads the bitmap exactly as `group::ranges` writes
+    /// it: bit `i % 8` of byte `i / 8`.
+    #[test]
+    fn the_sql_bit_test_matches_the_bitmap_layout() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut st = conn
+            .prepare(&format!("SELECT {}", acked_bit_sql("?1", "?2")))
+            .unwrap();
+        for byte in 0..=255u8 {
+            let bitmap = [0x5a, byte, 0xa5];
+            for i in 0..24i64 {
+                let idx = usize::try_from(i).unwrap();
+                let want = i64::from((bitmap[idx / 8] >> (idx % 8)) & 1);
+                let got: i64 = st
+                    .query_row(rusqlite::params![&bitmap[..], i], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(got, want, "byte {byte:#04x}, bit {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn durations_read_as_the_language_writes_them() {
+        use rusqlite::types::Value::{Null, Text};
+        for (ms, text) in [
+            ("0", "0ms"),
+            ("250", "250ms"),
+            ("1500", "1500ms"),
+            ("30000", "30s"),
+            ("60000", "1m"),
+            ("90000", "90s"),
+            ("7200000", "2h"),
+            ("172800000", "2d"),
+        ] {
+            assert_eq!(eval(&duration_sql(ms)), Text(text.into()), "{ms}");
+        }
+        assert_eq!(eval(&duration_sql("NULL")), Null);
+    }
+
+    #[test]
+    fn times_read_as_rfc_3339_with_milliseconds() {
+        use rusqlite::types::Value::Text;
+        assert_eq!(
+            eval(&time_sql("1700000000123")),
+            Text("2023-11-14T22:13:20.123Z".into())
+        );
+        assert_eq!(
+            eval(&time_sql("1700000000000")),
+            Text(crate::Value::format_timestamp(1_700_000_000_000))
+        );
+    }
 }

@@ -51,7 +51,10 @@ const STATEMENTS: &[(&str, &str)] = &[
     ("UNSUBSCRIBE", "UNSUBSCRIBE GROUP billing FROM orders;"),
     ("CONSUME", "CONSUME 10 FROM orders GROUP billing WAIT 5s;"),
     ("ACK", "ACK 17, 18;"),
-    ("NACK", "NACK 19 DELAY 1m;  NACK 20 DEAD 'bad payload';"),
+    (
+        "NACK",
+        "NACK 19 DELAY 1m 'busy';  NACK 20 DEAD 'bad payload';",
+    ),
     (
         "REPLAY",
         "REPLAY orders GROUP billing FROM TIMESTAMP '-1h';",
@@ -89,6 +92,10 @@ const STATEMENTS: &[(&str, &str)] = &[
     (
         "",
         "SELECT * FROM DLQ;  SELECT * FROM GROUPS;  SELECT * FROM TOPICS;  SELECT * FROM PROCESSED;",
+    ),
+    (
+        "",
+        "SELECT group, member, offset, state, last_error FROM DELIVERIES;  SELECT id, history FROM DLQ;",
     ),
     ("TAIL", "TAIL orders WHERE key = 'c-7';  (Ctrl-C stops)"),
 ];
@@ -200,6 +207,7 @@ mod tests {
             "SET CLOCK '",
             "ADVANCE 31s",
             "SHOW CLOCK",
+            "FROM DELIVERIES",
         ] {
             assert!(text.contains(new), "{new} missing from .help");
         }

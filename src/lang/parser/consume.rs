@@ -225,7 +225,7 @@ pub(super) fn ack(input: &str) -> PResult<'_, Statement> {
     )
 }
 
-/// `NACK id, ... [DELAY d | DEAD ['reason']]` (after NACK).
+/// `NACK id, ... [DELAY d] ['reason'] | NACK id, ... DEAD ['reason']` (after NACK).
 pub(super) fn nack(input: &str) -> PResult<'_, Statement> {
     let (i, ids) = ids(input)?;
     let (i, action) = if let Ok((rest, _)) = keyword("DELAY")(i) {
@@ -237,10 +237,23 @@ pub(super) fn nack(input: &str) -> PResult<'_, Statement> {
     } else {
         (i, NackAction::Now)
     };
-    let hint = match action {
-        NackAction::Now => "expected ',' and another delivery id, DELAY, DEAD or ';'",
-        NackAction::Dead(None) => "expected a reason in quotes or ';'",
+    let (i, reason) = match action {
+        NackAction::Dead(_) => (i, None),
+        _ => maybe(string, i)?,
+    };
+    let hint = match (&action, &reason) {
+        (NackAction::Now, None) => {
+            "expected ',' and another delivery id, DELAY, DEAD, a reason in quotes or ';'"
+        }
+        (NackAction::Dead(None) | NackAction::Delay(_), None) => {
+            "expected a reason in quotes or ';'"
+        }
         _ => END,
     };
-    end(i, Statement::Nack(Nack { ids, action }), hint)
+    let nack = Nack {
+        ids,
+        action,
+        reason,
+    };
+    end(i, Statement::Nack(nack), hint)
 }

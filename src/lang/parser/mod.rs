@@ -529,28 +529,48 @@ mod tests {
             ok("NACK 4"),
             Statement::Nack(Nack {
                 ids: vec![4],
-                action: NackAction::Now
+                action: NackAction::Now,
+                reason: None
             })
         );
         assert_eq!(
             ok("NACK 4 DELAY 10s"),
             Statement::Nack(Nack {
                 ids: vec![4],
-                action: NackAction::Delay(secs(10))
+                action: NackAction::Delay(secs(10)),
+                reason: None
             })
         );
         assert_eq!(
             ok("NACK 4, 5 DEAD"),
             Statement::Nack(Nack {
                 ids: vec![4, 5],
-                action: NackAction::Dead(None)
+                action: NackAction::Dead(None),
+                reason: None
             })
         );
         assert_eq!(
             ok("NACK 4 DEAD 'bad data'"),
             Statement::Nack(Nack {
                 ids: vec![4],
-                action: NackAction::Dead(Some("bad data".into()))
+                action: NackAction::Dead(Some("bad data".into())),
+                reason: None
+            })
+        );
+        assert_eq!(
+            ok("NACK 4 'timeout'"),
+            Statement::Nack(Nack {
+                ids: vec![4],
+                action: NackAction::Now,
+                reason: Some("timeout".into())
+            })
+        );
+        assert_eq!(
+            ok("NACK 4 DELAY 10s 'busy'"),
+            Statement::Nack(Nack {
+                ids: vec![4],
+                action: NackAction::Delay(secs(10)),
+                reason: Some("busy".into())
             })
         );
     }

@@ -31,6 +31,7 @@ fn source(input: &str) -> PResult<'_, Source> {
         ("TOPICS", Source::Topics),
         ("GROUPS", Source::Groups),
         ("PROCESSED", Source::Processed),
+        ("DELIVERIES", Source::Deliveries),
     ] {
         if let Ok((rest, _)) = keyword(kw)(input) {
             return Ok((rest, s));
@@ -38,7 +39,7 @@ fn source(input: &str) -> PResult<'_, Source> {
     }
     let (rest, n) = expect(
         name,
-        "expected a topic name, DLQ, TOPICS, GROUPS or PROCESSED",
+        "expected a topic name, DLQ, TOPICS, GROUPS, PROCESSED or DELIVERIES",
     )(input)?;
     Ok((rest, Source::Topic(n)))
 }
