@@ -29,6 +29,7 @@
 //! Every consumer checks that it got each message exactly once. Every network
 //! step has a timeout; a stall of 30 s fails the run.
 
+mod disk;
 mod jetstream;
 mod latency;
 mod mq;
@@ -51,6 +52,8 @@ pub type Result<T, E = String> = std::result::Result<T, E>;
 /// What the command line asked for.
 struct Args {
     rounds: usize,
+    /// mqlite's file and the disk probe's go here.
+    dir: PathBuf,
     sizes: Sizes,
     systems: Vec<System>,
 }
@@ -111,6 +114,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
     }
     Ok(Args {
         rounds,
+        dir,
         sizes,
         systems,
     })
@@ -123,7 +127,13 @@ fn run(args: &Args) -> Result<Results> {
         // Systems take turns within a round, so a drift of the machine's
         // speed over minutes spreads over all of them.
         for (k, system) in args.systems.iter().enumerate() {
-            eprintln!("round {round}/{}: {}", args.rounds, system.label());
+            let fsyncs = disk::fsyncs_per_second(&args.dir)?;
+            eprintln!(
+                "round {round}/{}: {} (disk: {fsyncs:.0} fsyncs/s)",
+                args.rounds,
+                system.label()
+            );
+            results.add_disk(k, fsyncs);
             let mut peer = system.connect(rt.handle())?;
             for workload in Workload::ALL {
                 let queue = format!("r{round}_{}", workload.queue());

@@ -11,6 +11,8 @@ pub struct Results {
     systems: Vec<String>,
     /// (system index, workload) → one figure per round.
     figures: BTreeMap<(usize, Workload), Vec<Figure>>,
+    /// System index → the disk's fsyncs per second before its turn, per round.
+    disk: BTreeMap<usize, Vec<f64>>,
 }
 
 /// The median (the mean of the middle two for an even count); `xs` is not
@@ -45,10 +47,12 @@ fn summary(xs: Vec<f64>, show: impl Fn(f64) -> String) -> String {
     let high = xs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let one = xs.len() == 1;
     let mid = show(median(xs));
+    // A dash between negative numbers reads as a minus.
+    let to = if low < 0.0 { " to " } else { "–" };
     if one {
         mid
     } else {
-        format!("{mid} ({}–{})", show(low), show(high))
+        format!("{mid} ({}{to}{})", show(low), show(high))
     }
 }
 
@@ -64,7 +68,12 @@ impl Results {
         Results {
             systems,
             figures: BTreeMap::new(),
+            disk: BTreeMap::new(),
         }
+    }
+
+    pub fn add_disk(&mut self, system: usize, fsyncs_per_second: f64) {
+        self.disk.entry(system).or_default().push(fsyncs_per_second);
     }
 
     pub fn add(&mut self, system: usize, workload: Workload, figure: Figure) {
@@ -99,12 +108,19 @@ impl Results {
     }
 
     pub fn render(&self, rounds: usize, sizes: &Sizes) -> String {
-        let mut out = String::new();
         let of = if rounds == 1 {
             "one round".to_owned()
         } else {
             format!("median of {rounds} rounds, lowest–highest in brackets")
         };
+        let mut out = String::new();
+        self.throughput(&mut out, &of, sizes);
+        self.latency(&mut out, &of, sizes);
+        self.each_round(&mut out, rounds);
+        out
+    }
+
+    fn throughput(&self, out: &mut String, of: &str, sizes: &Sizes) {
         let _ = writeln!(out, "## Throughput, messages per second ({of})\n");
         let _ = writeln!(
             out,
@@ -118,6 +134,16 @@ impl Results {
             thousands(sizes.competing as f64),
             CONSUMERS,
         );
+        let all: Vec<f64> = self.disk.values().flatten().copied().collect();
+        if !all.is_empty() {
+            let _ = writeln!(
+                out,
+                "Disk: {} fsyncs a second (one 4 KiB block rewritten and fdatasynced 200 \
+                 times before each system's turn; median, lowest–highest). Every durable \
+                 figure waits for it, and on a shared machine it moves tenfold within minutes.\n",
+                summary(all, thousands)
+            );
+        }
         out.push_str("| system |");
         for (_, title) in THROUGHPUT {
             let _ = write!(out, " {title} |");
@@ -138,13 +164,16 @@ impl Results {
             }
             out.push('\n');
         }
+    }
 
+    fn latency(&self, out: &mut String, of: &str, sizes: &Sizes) {
         let _ = writeln!(
             out,
             "\n## Latency across processes, ms ({of})\n\n\
              From the publish call's return in one process to the consume call's return \
              in another, which waits for each message and acks it; one message every {} ms \
-             ({}/s), {} samples a round after {} not counted.\n",
+             ({}/s), {} samples a round after {} not counted. Below zero: the consumer had \
+             the message before the publisher's call returned.\n",
             1000 / sizes.latency_rate,
             sizes.latency_rate,
             thousands(sizes.latency as f64),
@@ -169,7 +198,9 @@ impl Results {
                 col(|p| p.max),
             );
         }
+    }
 
+    fn each_round(&self, out: &mut String, rounds: usize) {
         let _ = writeln!(out, "\n## Each round\n");
         out.push_str("| system | workload |");
         for r in 1..=rounds {
@@ -178,25 +209,36 @@ impl Results {
         out.push_str("\n|---|---|");
         out.push_str(&"---|".repeat(rounds));
         out.push('\n');
-        for ((k, w), figures) in &self.figures {
-            let _ = write!(out, "| {} | {} |", self.systems[*k], w.name());
-            for f in figures {
-                let cell = match f {
-                    Figure::Rate(r) => format!("{} msgs/s", thousands(*r)),
-                    Figure::Latency(p) => format!(
-                        "{} / {} / {} / {} ms at {:.0}/s",
-                        ms(p.p50),
-                        ms(p.p99),
-                        ms(p.p999),
-                        ms(p.max),
-                        p.rate
-                    ),
-                };
-                let _ = write!(out, " {cell} |");
+        for (k, name) in self.systems.iter().enumerate() {
+            if let Some(rates) = self.disk.get(&k) {
+                let _ = write!(out, "| {name} | disk before its turn |");
+                for r in rates {
+                    let _ = write!(out, " {} fsyncs/s |", thousands(*r));
+                }
+                out.push('\n');
             }
-            out.push('\n');
+            for w in Workload::ALL {
+                let Some(figures) = self.figures.get(&(k, w)) else {
+                    continue;
+                };
+                let _ = write!(out, "| {name} | {} |", w.name());
+                for f in figures {
+                    let cell = match f {
+                        Figure::Rate(r) => format!("{} msgs/s", thousands(*r)),
+                        Figure::Latency(p) => format!(
+                            "{} / {} / {} / {} ms at {:.0}/s",
+                            ms(p.p50),
+                            ms(p.p99),
+                            ms(p.p999),
+                            ms(p.max),
+                            p.rate
+                        ),
+                    };
+                    let _ = write!(out, " {cell} |");
+                }
+                out.push('\n');
+            }
         }
-        out
     }
 }
 
@@ -213,6 +255,10 @@ mod tests {
             "1,500 (1,000–2,000)"
         );
         assert_eq!(summary(vec![7.0], thousands), "7");
+        assert_eq!(
+            summary(vec![-2.0, 1.0, 0.0], |x| x.to_string()),
+            "0 (-2 to 1)"
+        );
         assert_eq!(thousands(1_234_567.8), "1,234,568");
     }
 }
