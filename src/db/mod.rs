@@ -24,7 +24,7 @@ use rusqlite::Connection;
 
 use crate::delivery::ids::IdBlock;
 use crate::storage::group_commit::GroupCommit;
-use crate::storage::watch::Watch;
+use crate::storage::watch::{self, Watch};
 use crate::storage::{self, Durability, Pool};
 use crate::sync::lock;
 use crate::topic::TopicDefs;
@@ -89,14 +89,17 @@ impl DatabaseBuilder {
         let conn = storage::open(&self.path, self.durability, self.read_only)?;
         // The absolute name SQLite resolved, so a later change of the
         // working directory cannot point the fsync at another file.
-        let mut wal = conn
+        let file = conn
             .path()
             .map_or_else(|| self.path.clone().into_os_string(), Into::into);
+        let mut wal = file.clone();
         wal.push("-wal");
+        let dir = watch::directory_of(Path::new(&file));
         Ok(Database {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
                 wal: wal.into(),
+                dir,
                 deferred_syncs: AtomicU64::new(0),
                 pool: Pool::new(self.path.clone(), self.durability),
                 tx_threads: Mutex::new(Vec::new()),
@@ -153,6 +156,9 @@ struct Inner {
     path: PathBuf,
     /// The write-ahead log, fsynced by `Database::sync_wal`.
     wal: PathBuf,
+    /// The directory holding the file: opening it is the wake-up signal
+    /// (`storage::watch`).
+    dir: PathBuf,
     /// Calls of `sync_wal`.
     deferred_syncs: AtomicU64,
     clock: Arc<dyn Clock>,

@@ -101,7 +101,7 @@ impl Database {
             .watch
             .get_or_init(|| {
                 let notify = Arc::clone(&self.inner.notify);
-                Watch::start(&self.inner.wal, move || notify.bump())
+                Watch::start(&self.inner.dir, move || notify.bump())
             })
             .is_some()
     }

@@ -108,7 +108,7 @@ impl Database {
         }
         if effects.take_deliverable() {
             self.wake_waiters();
-            watch::signal(&self.inner.wal);
+            watch::signal(&self.inner.dir);
         }
     }
 
