@@ -68,7 +68,7 @@ impl Watch {
                     return;
                 };
                 let opened = matches!(event.kind, EventKind::Access(AccessKind::Open(_)));
-                if opened && event.paths.iter().any(|p| *p == watched) {
+                if opened && event.paths.contains(&watched) {
                     on_signal();
                 }
             })
