@@ -14,7 +14,9 @@
 //! `consume(.. .wait(..))`, notes the time it returned, and acks. Same
 //! process: a publisher thread and a waiting thread share one handle. Both
 //! files are `Durability::Full`. Reported: p50, p99, p999 and max of
-//! publish-return → consume-return. Idle: the CPU time this process spends
+//! publish-return → consume-return. Timers: how long after a 20 ms DELAY
+//! runs out the waiter has the message (the publish wakes it, it finds the
+//! message not yet due and sleeps until it is). Idle: the CPU time this process spends
 //! over 10 s of a waiter waiting for nothing, as a share of one core.
 //! Without `--bench` (as `cargo test --benches` does) it runs 50 messages
 //! each way and a 1 s idle wait, as a smoke test.
@@ -147,6 +149,33 @@ fn same_process(dir: &std::path::Path, n: u64) -> Vec<i64> {
     woke.iter().zip(&published).map(|(w, p)| w - p).collect()
 }
 
+/// How late a waiter wakes for a delayed message: each of `n` messages is
+/// published with a 20 ms DELAY by another handle (as another process's
+/// would be); the waiter finds it not yet due, sleeps until it is, and its
+/// consume returns some time after that.
+fn delay_lateness(dir: &std::path::Path, n: u64) -> Vec<i64> {
+    let path = dir.join("delay.db");
+    let path = path.to_str().expect("utf-8");
+    let waiter = open(path);
+    waiter.execute("CREATE QUEUE lat").expect("create");
+    let publisher = open(path);
+    let delay = Duration::from_millis(20);
+    let mut late = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        publisher
+            .publish("lat", Message::new(payload(i)).delay(delay))
+            .expect("publish");
+        let due = wall_us() + delay.as_micros() as i64;
+        let got = waiter
+            .consume(&ConsumeRequest::queue("lat").wait(Duration::from_secs(5)))
+            .expect("consume");
+        late.push(wall_us() - due);
+        assert_eq!(got.len(), 1, "the delayed message did not come");
+        waiter.ack(&[got[0].id]).expect("ack");
+    }
+    late
+}
+
 /// This process's CPU time (user + system) so far, from /proc.
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
@@ -211,6 +240,10 @@ fn main() {
     );
     report("cross-process", cross_process(dir.path(), n));
     report("same process", same_process(dir.path(), n));
+    report(
+        "delay, late by",
+        delay_lateness(dir.path(), if full { 200 } else { 10 }),
+    );
     let idle = if full {
         Duration::from_secs(10)
     } else {
