@@ -37,6 +37,23 @@ fn tail_prints_every_message_another_process_commits_exactly_once() {
         }
     });
     // One commit per message, as a busy producer would.
+    // TAIL prints what is committed after it started: publish a marker
+    // until it shows one, so every message of the script comes after.
+    let mut first = None;
+    for _ in 0..100 {
+        let marked = Command::new(bin)
+            .arg(&db)
+            .arg("PUBLISH t KEY 'ready' 'ready';")
+            .stdout(Stdio::null())
+            .status()
+            .expect("marker");
+        assert!(marked.success());
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            first = Some(line);
+            break;
+        }
+    }
+    let first = first.expect("TAIL printed none of 100 markers");
     let script: String = (0..MESSAGES)
         .map(|i| format!("PUBLISH t KEY 'k{}' 'm{i}';\n", i % 7))
         .collect();
@@ -52,32 +69,43 @@ fn tail_prints_every_message_another_process_commits_exactly_once() {
     assert!(out.status.success());
 
     let mut seen: Vec<Vec<i64>> = vec![Vec::new(), Vec::new()];
-    let mut total = 0;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while total < MESSAGES && Instant::now() < deadline {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            let v: serde_json::Value = serde_json::from_str(&line).expect("jsonl row");
-            let p = v["partition"].as_u64().expect("partition") as usize;
-            seen[p].push(v["offset"].as_i64().expect("offset"));
-            total += 1;
-        }
-    }
-    // A little longer: nothing may come twice.
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
-        let v: serde_json::Value = serde_json::from_str(&line).expect("jsonl row");
+    let mut payloads = Vec::new();
+    let take = |line: &str, seen: &mut Vec<Vec<i64>>, payloads: &mut Vec<String>| {
+        let v: serde_json::Value = serde_json::from_str(line).expect("jsonl row");
         let p = v["partition"].as_u64().expect("partition") as usize;
         seen[p].push(v["offset"].as_i64().expect("offset"));
-        total += 1;
+        let payload = v["payload"].as_str().expect("payload").to_string();
+        if payload != "ready" {
+            payloads.push(payload);
+        }
+    };
+    take(&first, &mut seen, &mut payloads);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while payloads.len() < MESSAGES && Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            take(&line, &mut seen, &mut payloads);
+        }
+    }
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+        take(&line, &mut seen, &mut payloads);
     }
     tail.kill().expect("stop tail");
     let _ = tail.wait();
     let _ = reader.join();
+    // From the first row TAIL showed of each partition on, every offset
+    // once and in order.
     for (p, offsets) in seen.iter().enumerate() {
-        let expected: Vec<i64> = (0..offsets.len() as i64).collect();
+        let from = offsets.first().copied().unwrap_or(0);
+        let expected: Vec<i64> = (from..from + offsets.len() as i64).collect();
         assert_eq!(
             offsets, &expected,
             "partition {p}: gaps, repeats or disorder"
         );
     }
+    // And every message of the script, exactly once.
+    let total = payloads.len();
+    payloads.sort();
+    payloads.dedup();
+    assert_eq!(payloads.len(), total, "TAIL printed a message twice");
     assert_eq!(total, MESSAGES, "TAIL printed {total} of {MESSAGES}");
 }
