@@ -73,7 +73,15 @@ impl Database {
         loop {
             // Read before the attempt: a wake-up after it is not lost.
             let seq = *lock(&self.inner.notify.seq);
-            let version = self.commits_by_others()?;
+            // Polling compares the commit count from before the attempt.
+            // A watching waiter needs it only for its safety net, and reads
+            // it after the attempt, off the path from wake-up to delivery:
+            // a commit in between is signalled anyway.
+            let version = if watched {
+                None
+            } else {
+                Some(self.commits_by_others()?)
+            };
             let got = self.consume_now(req)?;
             if !got.is_empty() {
                 return Ok(got);
@@ -83,10 +91,9 @@ impl Database {
                 let ms = u64::try_from(t.saturating_sub(now)).unwrap_or(0);
                 (Instant::now() + Duration::from_millis(ms) + DUE_MARGIN).min(deadline)
             });
-            let woke = if watched {
-                self.sleep_watched(seq, version, until, interrupt)?
-            } else {
-                self.sleep_polling(seq, version, until, interrupt, &mut backoff)?
+            let woke = match version {
+                None => self.sleep_watched(seq, until, interrupt)?,
+                Some(v) => self.sleep_polling(seq, v, until, interrupt, &mut backoff)?,
             };
             if !woke && (Instant::now() >= deadline || interrupted(interrupt)) {
                 return Ok(Vec::new());
@@ -111,10 +118,10 @@ impl Database {
     fn sleep_watched(
         &self,
         seq: u64,
-        version: i64,
         until: Instant,
         interrupt: Option<&AtomicBool>,
     ) -> Result<bool> {
+        let version = self.commits_by_others()?;
         let mut net = Instant::now() + SAFETY_NET;
         loop {
             let now = Instant::now();
