@@ -253,13 +253,7 @@ impl Transaction {
             });
         }
         let db = self.db.clone();
-        self.step(|c| {
-            let got = delivery::consume_once(c, request, db.ids())?;
-            if !got.is_empty() {
-                c.due_changed();
-            }
-            Ok(got)
-        })
+        self.step(|c| delivery::consume_once(c, request, db.ids()))
     }
 
     /// Acknowledges deliveries in this transaction.

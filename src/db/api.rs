@@ -10,6 +10,7 @@ use crate::delivery::{self, NackAction};
 use crate::dlq::{Orphan, Requeued};
 use crate::group::{self, GroupInfo, PendingDelivery, ReplayFrom, Subscription};
 use crate::publish::{self, Message, Published};
+use crate::storage::tx::Ctx;
 use crate::topic::{self, PartitionInfo, TopicInfo, TopicKind, TopicOptions, TopicStats};
 use crate::{Error, Result, catalog, dlq, processed, storage};
 
@@ -241,13 +242,7 @@ impl Database {
     /// `PartitionOutOfRange`, `EmptyValue` (an empty header name or dedup
     /// id), `CommitAmbiguous`.
     pub fn publish(&self, topic: &str, message: Message) -> Result<Published> {
-        self.check_disk_reserve("PUBLISH")?;
-        let max = self.max_payload();
-        let topic = topic.to_string();
-        let db = self.clone();
-        self.write_grouped("PUBLISH", false, move |c| {
-            let mut topics = db.topic_defs();
-            let t = topics.get(c, &topic)?;
+        self.publish_grouped(topic, move |c, t, max| {
             publish::append_one(c, t, &message, max)
         })
     }
@@ -260,6 +255,18 @@ impl Database {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
+        self.publish_grouped(topic, move |c, t, max| {
+            publish::append(c, t, &messages, max)
+        })
+    }
+
+    /// A publish through group commit: `append` gets the topic (from the
+    /// cached definitions) and the payload limit.
+    fn publish_grouped<T: Send + 'static>(
+        &self,
+        topic: &str,
+        mut append: impl FnMut(&Ctx<'_>, &TopicInfo, usize) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         self.check_disk_reserve("PUBLISH")?;
         let max = self.max_payload();
         let topic = topic.to_string();
@@ -267,7 +274,7 @@ impl Database {
         self.write_grouped("PUBLISH", false, move |c| {
             let mut topics = db.topic_defs();
             let t = topics.get(c, &topic)?;
-            publish::append(c, t, &messages, max)
+            append(c, t, max)
         })
     }
 

@@ -43,17 +43,10 @@ impl Database {
         self.consume_until(request, None)
     }
 
-    /// One CONSUME attempt (no waiting). Leases granted change when other
-    /// waiters must look again (when they run out), so they are signalled.
+    /// One CONSUME attempt (no waiting).
     fn consume_now(&self, req: &ConsumeRequest) -> Result<Vec<Delivery>> {
         self.reserve_ids()?;
-        self.write_lease(|c| {
-            let got = delivery::consume_once(c, req, self.ids())?;
-            if !got.is_empty() {
-                c.due_changed();
-            }
-            Ok(got)
-        })
+        self.write_lease(|c| delivery::consume_once(c, req, self.ids()))
     }
 
     /// As `consume`; a WAIT ends early when `interrupt` is set.

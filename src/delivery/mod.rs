@@ -235,14 +235,16 @@ impl ConsumeRequest {
     }
 }
 
-/// One non-blocking CONSUME inside the caller's write transaction.
+/// One non-blocking CONSUME inside the caller's write transaction. Leases
+/// it grants change when waiters must look again (when they run out), so
+/// they are recorded on the context.
 pub(crate) fn consume_once(
     ctx: &Ctx<'_>,
     req: &ConsumeRequest,
     ids: &Mutex<IdBlock>,
 ) -> Result<Vec<Delivery>> {
     let (g, topic_id) = resolve(ctx, req)?;
-    consume::consume(
+    let got = consume::consume(
         ctx,
         &ConsumeSpec {
             group: &g,
@@ -252,7 +254,11 @@ pub(crate) fn consume_once(
             ack_wait: req.ack_wait,
             ids,
         },
-    )
+    )?;
+    if !got.is_empty() {
+        ctx.due_changed();
+    }
+    Ok(got)
 }
 
 /// The group (and topic) a request reads.
